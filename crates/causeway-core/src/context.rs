@@ -1,0 +1,56 @@
+//! Per-request state shared by the server, plugins and engine: the request id, the caller's
+//! headers, values plugins pass between their hooks, and routing hints from headers.
+
+use std::time::Instant;
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+/// A key the caller pinned with `x-bf-api-key-id` (wins) or `x-bf-api-key` (by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPin {
+    Id(String),
+    Name(String),
+}
+
+#[derive(Debug)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub started: Instant,
+    /// The caller's request headers (never forwarded wholesale; plugins may read them).
+    pub headers: HeaderMap,
+    /// Values set by plugins in one hook and read in later hooks of the same request
+    /// (the `context` object of the WASM ABI).
+    pub values: Map<String, Value>,
+    pub key_pin: Option<KeyPin>,
+    /// Headers to send upstream (`x-bf-eh-*`, already filtered).
+    pub forward_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl RequestContext {
+    pub fn new(request_id: impl Into<String>, headers: HeaderMap) -> Self {
+        let key_pin = header_str(&headers, "x-bf-api-key-id")
+            .map(|s| KeyPin::Id(s.to_owned()))
+            .or_else(|| header_str(&headers, "x-bf-api-key").map(|s| KeyPin::Name(s.to_owned())));
+        RequestContext {
+            request_id: request_id.into(),
+            started: Instant::now(),
+            headers,
+            values: Map::new(),
+            key_pin,
+            forward_headers: Vec::new(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_str(&self.headers, name)
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}

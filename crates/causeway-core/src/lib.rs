@@ -1,0 +1,15 @@
+//! Causeway's shared vocabulary: the error envelope, the internal LLM request/response,
+//! the raw JSON object that forwards unknown fields untouched, and the SSE decoder.
+//! No I/O lives here.
+
+pub mod context;
+pub mod error;
+pub mod llm;
+pub mod raw;
+pub mod secret;
+pub mod sse;
+
+pub use context::{KeyPin, RequestContext};
+pub use error::{ErrorClass, ExtraFields, GatewayError, RetryHint};
+pub use llm::{ChunkStream, LlmRequest, LlmResponse, ModelRef, RequestType, RouteInfo, Usage};
+pub use raw::RawObject;

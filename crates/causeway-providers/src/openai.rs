@@ -1,0 +1,212 @@
+//! OpenAI and every OpenAI-compatible provider: the body is forwarded as sent (only `model`
+//! is rewritten), responses and stream chunks pass through without re-encoding.
+
+use bytes::Bytes;
+use causeway_core::{GatewayError, LlmRequest, RawObject};
+use futures_util::StreamExt;
+use http::{HeaderValue, Method, Request, header};
+use http_body_util::Full;
+
+use crate::http::HttpClient;
+use crate::upstream::{self, Endpoint};
+use crate::{ProviderOutput, invalid_upstream_json};
+
+pub async fn execute(
+    client: &HttpClient,
+    endpoint: &Endpoint,
+    api_key: Option<&str>,
+    request: &LlmRequest,
+    model: &str,
+    forward: &[(http::HeaderName, HeaderValue)],
+) -> Result<ProviderOutput, GatewayError> {
+    let body = encode_body(&request.body, model, request.stream)?;
+    let url = format!("{}{}", endpoint.api_base, request_path(request));
+    let req = build(endpoint, Method::POST, &url, api_key, Some(body), forward)?;
+    let started = tokio::time::Instant::now();
+    let resp = upstream::send(client, endpoint, req).await?;
+    let status = resp.status();
+    let (parts, body) = resp.into_parts();
+    if !status.is_success() {
+        let bytes = upstream::read_body(endpoint, body, started + endpoint.timeout)
+            .await
+            .unwrap_or_default();
+        return Err(upstream::upstream_error(
+            endpoint,
+            status,
+            &parts.headers,
+            &bytes,
+            upstream::openai_error_parts(&bytes),
+        ));
+    }
+    if request.stream {
+        let events = upstream::sse_events(
+            body,
+            endpoint.stream_idle_timeout,
+            endpoint.provider.clone(),
+        );
+        let chunks = events
+            .take_while(|ev| {
+                let done = matches!(ev, Ok(e) if e.data.as_ref() == b"[DONE]");
+                std::future::ready(!done)
+            })
+            .map(|ev| {
+                let ev = ev?;
+                if is_error_chunk(&ev.data) {
+                    return Err(stream_error(&ev.data));
+                }
+                Ok(ev.data)
+            });
+        return Ok(ProviderOutput::Stream(Box::pin(chunks)));
+    }
+    let bytes = upstream::read_body(endpoint, body, started + endpoint.timeout).await?;
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+        return Err(invalid_upstream_json(&endpoint.provider));
+    }
+    Ok(ProviderOutput::Complete(bytes))
+}
+
+fn request_path(request: &LlmRequest) -> &'static str {
+    // `api_base` already carries the `/v1` prefix, so strip it from the canonical path.
+    let p = request.request_type.openai_path();
+    p.strip_prefix("/v1").unwrap_or(p)
+}
+
+/// The upstream body: the caller's fields in their order, `model` first.
+fn encode_body(body: &RawObject, model: &str, stream: bool) -> Result<Bytes, GatewayError> {
+    let mut out = RawObject::new();
+    let encode_err =
+        |e: serde_json::Error| GatewayError::internal(format!("encoding request: {e}"));
+    out.set("model", model).map_err(encode_err)?;
+    for (k, v) in body.iter() {
+        if k == "model" || k == "fallbacks" {
+            continue;
+        }
+        out.set_raw(k, v.to_owned());
+    }
+    if stream && !out.contains_key("stream") {
+        out.set("stream", &true).map_err(encode_err)?;
+    }
+    Ok(out.to_bytes())
+}
+
+pub(crate) fn build(
+    endpoint: &Endpoint,
+    method: Method,
+    url: &str,
+    api_key: Option<&str>,
+    body: Option<Bytes>,
+    forward: &[(http::HeaderName, HeaderValue)],
+) -> Result<Request<Full<Bytes>>, GatewayError> {
+    let mut b = Request::builder().method(method).uri(url);
+    if let Some(headers) = b.headers_mut() {
+        // Caller-forwarded headers first, so operator-configured extra_headers win.
+        for (name, value) in forward {
+            headers.insert(name.clone(), value.clone());
+        }
+        if body.is_some() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        if let Some(key) = api_key.filter(|k| !k.is_empty()) {
+            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                GatewayError::internal(format!(
+                    "an API key of provider {} contains characters not allowed in an HTTP header",
+                    endpoint.provider
+                ))
+            })?;
+            v.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, v);
+        }
+        for (name, value) in &endpoint.extra_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    b.body(Full::new(body.unwrap_or_default()))
+        .map_err(|e| GatewayError::internal(format!("building upstream request to {url}: {e}")))
+}
+
+fn is_error_chunk(data: &[u8]) -> bool {
+    let trimmed = data.trim_ascii_start();
+    trimmed.starts_with(b"{\"error\"")
+}
+
+fn stream_error(data: &[u8]) -> GatewayError {
+    let parts = upstream::openai_error_parts(data);
+    let (t, c, m, _) = parts.unwrap_or((
+        None,
+        None,
+        "provider sent an error in the stream".to_owned(),
+        None,
+    ));
+    let mut e = GatewayError::new(502, causeway_core::ErrorClass::ProviderServerError, m);
+    if let Some(t) = t {
+        e = e.with_error_type(t);
+    }
+    if let Some(c) = c {
+        e = e.with_code(c);
+    }
+    e
+}
+
+/// `GET /v1/models` against an OpenAI-shaped upstream; ids are returned as the upstream has them.
+pub async fn list_models(
+    client: &HttpClient,
+    endpoint: &Endpoint,
+    api_key: Option<&str>,
+) -> Result<Vec<serde_json::Value>, GatewayError> {
+    let url = format!("{}/models", endpoint.api_base);
+    let req = build(endpoint, Method::GET, &url, api_key, None, &[])?;
+    let started = tokio::time::Instant::now();
+    let resp = upstream::send(client, endpoint, req).await?;
+    let status = resp.status();
+    let (parts, body) = resp.into_parts();
+    let bytes = upstream::read_body(endpoint, body, started + endpoint.timeout).await?;
+    if !status.is_success() {
+        return Err(upstream::upstream_error(
+            endpoint,
+            status,
+            &parts.headers,
+            &bytes,
+            upstream::openai_error_parts(&bytes),
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    struct List {
+        #[serde(default)]
+        data: Vec<serde_json::Value>,
+    }
+    let list: List =
+        serde_json::from_slice(&bytes).map_err(|_| invalid_upstream_json(&endpoint.provider))?;
+    Ok(list.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_rewrites_model_and_drops_fallbacks() {
+        let body = RawObject::from_slice(
+            br#"{"messages":[],"fallbacks":["a/b"],"model":"openai/x","temperature":0.2,"custom_field":{"a":1}}"#,
+        )
+        .unwrap();
+        let out = encode_body(&body, "gpt-4o", false).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "gpt-4o");
+        assert!(v.get("fallbacks").is_none());
+        assert_eq!(v["custom_field"]["a"], 1);
+        assert!(out.starts_with(br#"{"model":"gpt-4o""#));
+    }
+
+    #[test]
+    fn error_chunk_detection() {
+        assert!(is_error_chunk(br#" {"error":{"message":"x"}}"#));
+        assert!(!is_error_chunk(br#"{"id":"c","choices":[]}"#));
+    }
+}

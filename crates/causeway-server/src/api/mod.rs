@@ -1,0 +1,3 @@
+//! The management API (`/api/*`), one module per resource.
+
+pub mod providers;

@@ -1,0 +1,310 @@
+//! Start-up and serving: load config.json (or the environment), open and seed the config
+//! store, build the first routing snapshot, bind the listener (refusing a non-loopback
+//! address without auth), and run the accept loop with graceful shutdown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::extract::ConnectInfo;
+use causeway_config::{ConfigFile, parse_config};
+use causeway_engine::Engine;
+use causeway_plugins::PluginChain;
+use causeway_providers::ClientOptions;
+use causeway_store::ConfigStore;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::state::{AppState, ManagementAccess, providers_from_file};
+
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub app_dir: PathBuf,
+    /// Defaults to `<app_dir>/config.json`; when given explicitly it must exist.
+    pub config_path: Option<PathBuf>,
+    pub host: String,
+    pub port: u16,
+    pub insecure_no_auth: bool,
+    /// Configure providers from `OPENAI_API_KEY` etc. when there is no config.json.
+    pub env_autoconfig: bool,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            app_dir: PathBuf::from("causeway-data"),
+            config_path: None,
+            host: "127.0.0.1".to_owned(),
+            port: 8080,
+            insecure_no_auth: false,
+            env_autoconfig: true,
+        }
+    }
+}
+
+/// A start-up failure, worded for the operator.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    pub async fn start(opts: GatewayOptions) -> Result<Gateway, StartError> {
+        let state = Arc::new(build_state(&opts).await?);
+        let listener = bind(&opts).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError(format!("reading the listen address: {e}")))?;
+        let (tx, rx) = watch::channel(false);
+        let app = crate::router(state.clone());
+        let task = tokio::spawn(serve(listener, app, rx));
+        Ok(Gateway {
+            addr,
+            state,
+            shutdown: tx,
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 10 s), closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        if let Some(store) = &self.state.store {
+            store.close().await;
+        }
+    }
+}
+
+async fn bind(opts: &GatewayOptions) -> Result<TcpListener, StartError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((opts.host.as_str(), opts.port))
+        .await
+        .map_err(|e| StartError(format!("cannot resolve --host {}: {e}", opts.host)))?
+        .collect();
+    let all_loopback = !addrs.is_empty() && addrs.iter().all(|a| is_loopback(a.ip()));
+    if !all_loopback && !opts.insecure_no_auth {
+        return Err(StartError(format!(
+            "refusing to listen on {} without authentication: the management API would be open to the network. Use --host 127.0.0.1, or pass --insecure-no-auth on a trusted network",
+            opts.host
+        )));
+    }
+    let mut last_err = None;
+    for a in &addrs {
+        match TcpListener::bind(a).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last_err = Some((a, e)),
+        }
+    }
+    Err(match last_err {
+        Some((a, e)) => StartError(format!(
+            "cannot listen on {a}: {e} (is another process using port {}? choose one with --port)",
+            opts.port
+        )),
+        None => StartError(format!("--host {} resolved to no address", opts.host)),
+    })
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v| v.is_loopback()),
+    }
+}
+
+/// Reads config, opens and seeds the store, and builds the first snapshot.
+pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> {
+    tokio::fs::create_dir_all(&opts.app_dir)
+        .await
+        .map_err(|e| {
+            StartError(format!(
+                "cannot create app dir {}: {e}",
+                opts.app_dir.display()
+            ))
+        })?;
+    let file = load_config_file(opts).await?;
+    let store = open_store(opts, &file).await?;
+    let engine = Arc::new(Engine::new(&ClientOptions::default()));
+    let state = AppState {
+        engine,
+        store,
+        chain: ArcSwap::from_pointee(PluginChain::empty()),
+        client: ArcSwap::from_pointee(file.client.clone()),
+        access: if opts.insecure_no_auth {
+            ManagementAccess::Open
+        } else {
+            ManagementAccess::LoopbackOnly
+        },
+        write_lock: tokio::sync::Mutex::new(()),
+        providers: ArcSwap::from_pointee(Vec::new()),
+    };
+    match &state.store {
+        Some(store) => {
+            let report = store.seed_from_file(&file).await.map_err(|e| {
+                StartError(format!("seeding the config store from config.json: {e}"))
+            })?;
+            if !report.imported.is_empty() {
+                tracing::info!(entities = ?report.imported, "imported from config.json into the config store");
+            }
+            if let Some(client) = store
+                .client_config()
+                .await
+                .map_err(|e| StartError(e.to_string()))?
+            {
+                state.client.store(Arc::new(client));
+            }
+            let providers = store
+                .list_providers()
+                .await
+                .map_err(|e| StartError(format!("reading providers from the config store: {e}")))?;
+            state
+                .apply_providers(providers)
+                .map_err(|e| StartError(format!("stored provider config is invalid: {e}")))?;
+        }
+        None => state
+            .apply_providers(providers_from_file(&file.providers))
+            .map_err(|e| StartError(e.to_string()))?,
+    }
+    let names: Vec<String> = state
+        .providers
+        .load()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    if names.is_empty() {
+        tracing::warn!(
+            "no providers configured: add one in config.json, set OPENAI_API_KEY (or another provider key variable), or POST /api/providers"
+        );
+    } else {
+        tracing::info!(providers = %names.join(", "), "providers ready");
+    }
+    Ok(state)
+}
+
+async fn load_config_file(opts: &GatewayOptions) -> Result<ConfigFile, StartError> {
+    let (path, explicit) = match &opts.config_path {
+        Some(p) => (p.clone(), true),
+        None => (opts.app_dir.join("config.json"), false),
+    };
+    match tokio::fs::read_to_string(&path).await {
+        Ok(text) => {
+            let loaded =
+                parse_config(&text).map_err(|e| StartError(format!("{}: {e}", path.display())))?;
+            for w in &loaded.warnings {
+                tracing::warn!("{}: {w}", path.display());
+            }
+            tracing::info!(path = %path.display(), "loaded config");
+            Ok(loaded.file)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            if !opts.env_autoconfig {
+                return Ok(ConfigFile::default());
+            }
+            let file = causeway_config::load::config_from_env(|v| {
+                std::env::var_os(v).is_some_and(|s| !s.is_empty())
+            });
+            let found: Vec<&String> = file.providers.keys().collect();
+            if found.is_empty() {
+                tracing::info!(path = %path.display(), "no config.json and no provider key variables set");
+            } else {
+                tracing::info!(
+                    path = %path.display(),
+                    "no config.json; configured providers from environment variables: {}",
+                    found.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            Ok(file)
+        }
+        Err(e) => Err(StartError(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+async fn open_store(
+    opts: &GatewayOptions,
+    file: &ConfigFile,
+) -> Result<Option<ConfigStore>, StartError> {
+    let (enabled, configured_path) = match &file.config_store {
+        Some(c) => (c.enabled, c.config.path.clone()),
+        None => (true, None),
+    };
+    if !enabled {
+        tracing::info!(
+            "config store disabled: config.json is the only source; management writes are refused"
+        );
+        return Ok(None);
+    }
+    let path = match configured_path {
+        Some(p) if Path::new(&p).is_absolute() => PathBuf::from(p),
+        Some(p) => opts.app_dir.join(p),
+        None => opts.app_dir.join("config.db"),
+    };
+    let store = ConfigStore::open_sqlite(&path)
+        .await
+        .map_err(|e| StartError(format!("opening config store {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "config store open");
+    Ok(Some(store))
+}
+
+/// The accept loop: one task per connection, HTTP/1.1 and h2c, TCP_NODELAY, peer address
+/// recorded for the management guard. On shutdown, in-flight requests get 10 s to finish.
+async fn serve(listener: TcpListener, app: axum::Router, mut shutdown: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Usually EMFILE: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: some connections did not finish within 10 s");
+    }
+}

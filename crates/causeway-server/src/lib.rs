@@ -1,0 +1,128 @@
+//! Causeway's HTTP server. The request path, outermost first:
+//!
+//! 1. `serve` accepts a TCP connection, sets TCP_NODELAY and records the peer address
+//!    (`ConnectInfo`), then hands requests to the axum `Router`.
+//! 2. `/api/*` goes through `access::management_guard` (loopback-only until auth exists),
+//!    then the management handlers in `api/`, which write the config store and swap in a new
+//!    routing snapshot.
+//! 3. Inference routes (`/v1/*`, `/openai/v1/*`) run `inference::run_llm`: body limit, plugin
+//!    HTTP pre-hooks, decode, `Engine::execute` (PreLLM hooks, key choice, retries,
+//!    fallbacks, PostLLM hooks), then JSON (HTTP post-hooks) or SSE (chunk hooks).
+//! 4. Anything else is a 404/405 in the error envelope (`fallback`).
+
+pub mod access;
+pub mod api;
+pub mod body;
+pub mod error;
+pub mod gateway;
+pub mod inference;
+pub mod state;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use causeway_core::GatewayError;
+use http::StatusCode;
+
+pub use gateway::{Gateway, GatewayOptions};
+pub use state::{AppState, ManagementAccess};
+
+use crate::error::{error_response, json_response};
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/chat/completions", post(inference::chat_completions))
+        .route("/completions", post(inference::completions))
+        .route("/embeddings", post(inference::embeddings))
+        .route("/models", get(inference::list_models));
+
+    let management = Router::new()
+        .route(
+            "/providers",
+            get(api::providers::list).post(api::providers::create),
+        )
+        .route(
+            "/providers/{provider}",
+            get(api::providers::get)
+                .put(api::providers::update)
+                .delete(api::providers::delete),
+        )
+        .route(
+            "/providers/{provider}/keys",
+            get(api::providers::list_keys).post(api::providers::create_key),
+        )
+        .route(
+            "/providers/{provider}/keys/{key_id}",
+            get(api::providers::get_key)
+                .put(api::providers::update_key)
+                .delete(api::providers::delete_key),
+        )
+        .route("/keys", get(api::providers::all_keys))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::management_guard,
+        ));
+
+    Router::new()
+        .nest("/v1", v1.clone())
+        .nest("/openai/v1", v1)
+        .nest("/api", management)
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    error_response(
+        &GatewayError::not_found(format!("Route not found: {path}")).with_type("route_not_found"),
+        None,
+    )
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let msg = format!(
+        "Method {} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    );
+    error_response(
+        &GatewayError::new(405, causeway_core::ErrorClass::CallerInvalidRequest, msg)
+            .with_type("method_not_allowed"),
+        None,
+    )
+}
+
+/// Liveness plus store reachability: 200 when every configured store answers, else 503.
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    let store_state = match &st.store {
+        None => "disabled".to_owned(),
+        Some(s) => match s.ping().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("error: {e}"),
+        },
+    };
+    let healthy = store_state == "ok" || store_state == "disabled";
+    let body = serde_json::json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "components": {"config_store": store_state},
+        "providers": st.providers.load().len(),
+    });
+    if healthy {
+        json_response(StatusCode::OK, &body)
+    } else {
+        let err = GatewayError::new(
+            503,
+            causeway_core::ErrorClass::GatewayInternal,
+            format!("config store unreachable: {store_state}"),
+        )
+        .with_type("store_unavailable");
+        error_response(&err, None)
+    }
+}
