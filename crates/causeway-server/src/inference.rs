@@ -164,12 +164,21 @@ async fn run_llm(
 /// Body to `LlmRequest`: checks the fields the operation needs, takes out `model`,
 /// `fallbacks` and reads `stream`; everything else stays raw and is forwarded as sent.
 pub fn decode(st: &AppState, kind: RequestType, bytes: &[u8]) -> Result<LlmRequest, GatewayError> {
-    let mut body = RawObject::from_slice(bytes).map_err(|e| {
+    let body = RawObject::from_slice(bytes).map_err(|e| {
         GatewayError::bad_request(format!(
             "Invalid request body: {}",
             causeway_core::raw::describe_json_error(&e)
         ))
     })?;
+    decode_object(st, kind, body)
+}
+
+/// The checks of `decode` on an already-parsed body (integration routes convert first).
+pub fn decode_object(
+    st: &AppState,
+    kind: RequestType,
+    mut body: RawObject,
+) -> Result<LlmRequest, GatewayError> {
     let model = match body.get_as::<String>("model") {
         Some(Ok(m)) if !m.trim().is_empty() => m,
         Some(Ok(_)) | None => {
@@ -394,7 +403,7 @@ pub fn sse_response(ctx: RequestContext, chain: Arc<PluginChain>, chunks: ChunkS
     resp
 }
 
-fn data_frame(chunk: &[u8]) -> Bytes {
+pub(crate) fn data_frame(chunk: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(chunk.len() + 8);
     b.put_slice(b"data: ");
     b.put_slice(chunk);

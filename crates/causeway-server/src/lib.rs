@@ -11,6 +11,7 @@
 //! 4. Anything else is a 404/405 in the error envelope (`fallback`).
 
 pub mod access;
+pub mod anthropic_route;
 pub mod api;
 pub mod body;
 pub mod error;
@@ -71,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/v1", v1.clone())
         .nest("/openai/v1", v1)
+        .route("/anthropic/v1/messages", post(anthropic_route::messages))
         .nest("/api", management)
         .route("/health", get(health))
         .fallback(not_found)
