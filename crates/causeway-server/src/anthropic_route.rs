@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use causeway_core::{
-    ChunkStream, GatewayError, LlmResponse, RawObject, RequestContext, RequestType,
+    ChunkStream, GatewayError, LlmRequest, RawObject, RequestContext, RequestType,
 };
 use causeway_plugins::PluginChain;
 use causeway_providers::anthropic::convert::{
@@ -18,73 +18,57 @@ use causeway_providers::anthropic::convert::{
 };
 use causeway_providers::anthropic::stream::ChatToMessagesStream;
 use futures_util::StreamExt;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use serde_json::{Map, Value};
 
-use crate::body::read_limited;
-use crate::inference::{decode_object, forward_headers, request_id};
+use crate::inference::{Door, decode_object, run_llm};
 use crate::state::AppState;
 
-pub async fn messages(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let request_id = request_id(&headers);
-    let limit_mb = st.client.load().max_request_body_size_mb;
-    let bytes = match read_limited(body, limit_mb).await {
-        Ok(b) => b,
-        Err(e) => return anthropic_error(&e, &request_id),
-    };
-    let req: Map<String, Value> = match serde_json::from_slice(&bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            return anthropic_error(
-                &GatewayError::bad_request(format!("Invalid request body: {e}")),
-                &request_id,
-            );
+pub async fn messages(
+    State(st): State<Arc<AppState>>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    run_llm(st, Door::Anthropic, method, uri, headers, body).await
+}
+
+/// A Messages API body to the internal request (via the OpenAI shape).
+pub fn decode(st: &AppState, bytes: &[u8]) -> Result<LlmRequest, GatewayError> {
+    let req: Map<String, Value> = serde_json::from_slice(bytes)
+        .map_err(|e| GatewayError::bad_request(format!("Invalid request body: {e}")))?;
+    let chat = messages_request_to_chat(&req).map_err(|e| {
+        let err = GatewayError::bad_request(e.message.clone());
+        match e.param {
+            Some(p) => err.with_param(p),
+            None => err,
         }
-    };
-    let chat = match messages_request_to_chat(&req) {
-        Ok(c) => c,
-        Err(e) => {
-            let mut err = GatewayError::bad_request(e.message.clone());
-            if let Some(p) = e.param {
-                err = err.with_param(p);
-            }
-            return anthropic_error(&err, &request_id);
-        }
-    };
-    let raw = match RawObject::from_map(&chat) {
-        Ok(r) => r,
-        Err(e) => return anthropic_error(&GatewayError::internal(e.to_string()), &request_id),
-    };
-    let request = match decode_object(&st, RequestType::ChatCompletion, raw) {
-        Ok(r) => r,
-        Err(e) => return anthropic_error(&e, &request_id),
-    };
-    let chain = st.chain.load_full();
-    let mut ctx = RequestContext::new(request_id.clone(), headers);
-    ctx.forward_headers = forward_headers(&ctx.headers);
-    match st.engine.execute(&mut ctx, &chain, request).await {
-        Ok(LlmResponse::Complete { body, .. }) => {
-            let converted = serde_json::from_slice::<Value>(&body)
-                .map_err(|e| e.to_string())
-                .and_then(|v| chat_response_to_messages(&v).map_err(|e| e.message));
-            match converted {
-                Ok(v) => json(StatusCode::OK, &v, &request_id),
-                Err(msg) => anthropic_error(
-                    &GatewayError::new(
-                        502,
-                        causeway_core::ErrorClass::ProviderServerError,
-                        format!("could not translate the provider's answer: {msg}"),
-                    ),
-                    &request_id,
-                ),
-            }
-        }
-        Ok(LlmResponse::Stream { chunks, .. }) => stream_response(ctx, chain, chunks),
-        Err(e) => anthropic_error(&e, &request_id),
+    })?;
+    let raw = RawObject::from_map(&chat).map_err(|e| GatewayError::internal(e.to_string()))?;
+    decode_object(st, RequestType::ChatCompletion, raw)
+}
+
+/// An OpenAI chat completion body to a Messages API body.
+pub fn encode_complete(body: &[u8]) -> Result<Bytes, GatewayError> {
+    let converted = serde_json::from_slice::<Value>(body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| chat_response_to_messages(&v).map_err(|e| e.message));
+    match converted {
+        Ok(v) => Ok(Bytes::from(v.to_string())),
+        Err(msg) => Err(GatewayError::new(
+            502,
+            causeway_core::ErrorClass::ProviderServerError,
+            format!("could not translate the provider's answer: {msg}"),
+        )),
     }
 }
 
-fn stream_response(ctx: RequestContext, chain: Arc<PluginChain>, chunks: ChunkStream) -> Response {
+pub fn stream_response(
+    ctx: RequestContext,
+    chain: Arc<PluginChain>,
+    chunks: ChunkStream,
+) -> Response {
     let request_id = ctx.request_id.clone();
     let run_hooks = chain.hooks().stream_chunk;
     struct St {
@@ -191,7 +175,7 @@ fn anthropic_error_type(status: u16) -> &'static str {
 
 /// Anthropic's `{"type":"error","error":{"type","message"}}`, plus the Bifrost envelope's
 /// `status_code`, `is_bifrost_error` and `extra_fields` for gateway-aware clients.
-fn anthropic_error(e: &GatewayError, request_id: &str) -> Response {
+pub fn error_body(e: &GatewayError, request_id: &str) -> Bytes {
     let mut v = error_to_anthropic(anthropic_error_type(e.status()), e.message());
     let env = e.to_envelope(Some(request_id));
     if let (Some(obj), Some(env)) = (v.as_object_mut(), env.as_object()) {
@@ -206,27 +190,5 @@ fn anthropic_error(e: &GatewayError, request_id: &str) -> Response {
             }
         }
     }
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = json(status, &v, request_id);
-    if let Some(secs) = e.details().retry_after_secs
-        && let Ok(hv) = HeaderValue::from_str(&secs.to_string())
-    {
-        resp.headers_mut().insert(header::RETRY_AFTER, hv);
-    }
-    resp
-}
-
-fn json(status: StatusCode, v: &Value, request_id: &str) -> Response {
-    let mut resp = Response::new(Body::from(v.to_string()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("request-id", v.clone());
-        h.insert("x-request-id", v);
-    }
-    resp
+    Bytes::from(v.to_string())
 }

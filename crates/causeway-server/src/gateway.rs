@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use axum::extract::ConnectInfo;
 use causeway_config::{ConfigFile, parse_config};
 use causeway_engine::Engine;
-use causeway_plugins::PluginChain;
+use causeway_plugins::{PluginChain, PluginRegistry, PluginSpec};
 use causeway_providers::ClientOptions;
 use causeway_store::ConfigStore;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -92,6 +92,7 @@ impl Gateway {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        self.state.plugins.shutdown().await;
         if let Some(store) = &self.state.store {
             store.close().await;
         }
@@ -146,10 +147,16 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
     let file = load_config_file(opts).await?;
     let store = open_store(opts, &file).await?;
     let engine = Arc::new(Engine::new(&ClientOptions::default()));
+    let chain = Arc::new(ArcSwap::from_pointee(PluginChain::empty()));
+    let plugins = Arc::new(PluginRegistry::new(
+        crate::plugin_setup::plugin_loader(),
+        chain.clone(),
+    ));
     let state = AppState {
         engine,
         store,
-        chain: ArcSwap::from_pointee(PluginChain::empty()),
+        chain,
+        plugins,
         client: ArcSwap::from_pointee(file.client.clone()),
         access: if opts.insecure_no_auth {
             ManagementAccess::Open
@@ -181,10 +188,45 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
             state
                 .apply_providers(providers)
                 .map_err(|e| StartError(format!("stored provider config is invalid: {e}")))?;
+            let specs = store
+                .list_plugins()
+                .await
+                .map_err(|e| StartError(format!("reading plugins from the config store: {e}")))?
+                .into_iter()
+                .map(crate::api::plugins::spec_from_record)
+                .collect();
+            state.plugins.load_all(specs).await;
         }
-        None => state
-            .apply_providers(providers_from_file(&file.providers))
-            .map_err(|e| StartError(e.to_string()))?,
+        None => {
+            state
+                .apply_providers(providers_from_file(&file.providers))
+                .map_err(|e| StartError(e.to_string()))?;
+            let specs = file
+                .plugins
+                .iter()
+                .map(|p| PluginSpec {
+                    name: p.name.clone(),
+                    enabled: p.enabled,
+                    path: p.path.clone().filter(|s| !s.is_empty()),
+                    config: p
+                        .config
+                        .clone()
+                        .unwrap_or(serde_json::Value::Object(Default::default())),
+                    placement: p.placement.clone(),
+                    order: p.order,
+                })
+                .collect();
+            state.plugins.load_all(specs).await;
+        }
+    }
+    let loaded: Vec<String> = state
+        .plugins
+        .list()
+        .into_iter()
+        .map(|p| format!("{}({})", p.name, p.status.status))
+        .collect();
+    if !loaded.is_empty() {
+        tracing::info!(plugins = %loaded.join(", "), "plugins");
     }
     let names: Vec<String> = state
         .providers

@@ -28,7 +28,15 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run_llm(st, RequestType::ChatCompletion, method, uri, headers, body).await
+    run_llm(
+        st,
+        Door::OpenAi(RequestType::ChatCompletion),
+        method,
+        uri,
+        headers,
+        body,
+    )
+    .await
 }
 
 pub async fn completions(
@@ -38,7 +46,15 @@ pub async fn completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run_llm(st, RequestType::TextCompletion, method, uri, headers, body).await
+    run_llm(
+        st,
+        Door::OpenAi(RequestType::TextCompletion),
+        method,
+        uri,
+        headers,
+        body,
+    )
+    .await
 }
 
 pub async fn embeddings(
@@ -48,7 +64,15 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run_llm(st, RequestType::Embedding, method, uri, headers, body).await
+    run_llm(
+        st,
+        Door::OpenAi(RequestType::Embedding),
+        method,
+        uri,
+        headers,
+        body,
+    )
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -88,9 +112,72 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-async fn run_llm(
+/// The API a request came in through: decides how the body is decoded and how answers,
+/// streams and errors are encoded. Everything in between is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    OpenAi(RequestType),
+    Anthropic,
+}
+
+impl Door {
+    fn decode(self, st: &AppState, bytes: &[u8]) -> Result<LlmRequest, GatewayError> {
+        match self {
+            Door::OpenAi(kind) => decode(st, kind, bytes),
+            Door::Anthropic => crate::anthropic_route::decode(st, bytes),
+        }
+    }
+
+    fn encode_complete(self, body: Bytes) -> Result<Bytes, GatewayError> {
+        match self {
+            Door::OpenAi(_) => Ok(body),
+            Door::Anthropic => crate::anthropic_route::encode_complete(&body),
+        }
+    }
+
+    fn stream(self, ctx: RequestContext, chain: Arc<PluginChain>, chunks: ChunkStream) -> Response {
+        match self {
+            Door::OpenAi(_) => sse_response(ctx, chain, chunks),
+            Door::Anthropic => crate::anthropic_route::stream_response(ctx, chain, chunks),
+        }
+    }
+
+    fn error_body(self, e: &GatewayError, request_id: &str) -> Bytes {
+        match self {
+            Door::OpenAi(_) => Bytes::from(e.to_envelope_bytes(Some(request_id))),
+            Door::Anthropic => crate::anthropic_route::error_body(e, request_id),
+        }
+    }
+
+    fn error(self, e: &GatewayError, request_id: &str) -> Response {
+        let mut resp = Response::new(Body::from(self.error_body(e, request_id)));
+        *resp.status_mut() =
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        set_error_headers(h, e, request_id);
+        resp
+    }
+}
+
+fn set_error_headers(h: &mut HeaderMap, e: &GatewayError, request_id: &str) {
+    if let Some(secs) = e.details().retry_after_secs
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        h.insert(header::RETRY_AFTER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+}
+
+/// One LLM request through the whole pipeline, for any front door.
+pub async fn run_llm(
     st: Arc<AppState>,
-    kind: RequestType,
+    door: Door,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -100,7 +187,7 @@ async fn run_llm(
     let limit_mb = st.client.load().max_request_body_size_mb;
     let bytes = match read_limited(body, limit_mb).await {
         Ok(b) => b,
-        Err(e) => return error_response(&e, Some(&request_id)),
+        Err(e) => return door.error(&e, &request_id),
     };
     let chain = st.chain.load_full();
     let mut ctx = RequestContext::new(request_id.clone(), headers);
@@ -115,50 +202,53 @@ async fn run_llm(
             match chain.run_http_pre(&mut ctx, &mut hr).await {
                 Ok(Some(resp)) => return hook_response(resp, &request_id),
                 Ok(None) => {}
-                Err(e) => return error_response(&e, Some(&request_id)),
+                Err(e) => return door.error(&e, &request_id),
             }
         }
         bytes = hr.body.clone();
         http_req = Some(hr);
     }
 
-    let request = match decode(&st, kind, &bytes) {
+    let request = match door.decode(&st, &bytes) {
         Ok(r) => r,
-        Err(e) => return error_response(&e, Some(&request_id)),
+        Err(e) => return door.error(&e, &request_id),
     };
     let result = st.engine.execute(&mut ctx, &chain, request).await;
-    match result {
-        Ok(LlmResponse::Stream { chunks, .. }) => sse_response(ctx, chain, chunks),
-        Ok(LlmResponse::Complete { body, .. }) => {
-            let mut resp = HttpResponse {
-                status: 200,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body,
-            };
-            if let (Some(hr), true) = (&http_req, hooks.http_post) {
-                chain.run_http_post(&mut ctx, hr, &mut resp).await;
-            }
-            hook_response(resp, &request_id)
-        }
+    let (mut resp, error) = match result {
+        Ok(LlmResponse::Stream { chunks, .. }) => return door.stream(ctx, chain, chunks),
+        Ok(LlmResponse::Complete { body, .. }) => match door.encode_complete(body) {
+            Ok(body) => (
+                HttpResponse {
+                    status: 200,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body,
+                },
+                None,
+            ),
+            Err(e) => return door.error(&e, &request_id),
+        },
         Err(e) => {
-            if let (Some(hr), true) = (&http_req, hooks.http_post) {
-                let mut resp = HttpResponse {
+            if !(http_req.is_some() && hooks.http_post) {
+                return door.error(&e, &request_id);
+            }
+            (
+                HttpResponse {
                     status: e.status(),
                     headers: vec![("content-type".into(), "application/json".into())],
-                    body: Bytes::from(e.to_envelope_bytes(Some(&request_id))),
-                };
-                chain.run_http_post(&mut ctx, hr, &mut resp).await;
-                let mut out = hook_response(resp, &request_id);
-                if let Some(secs) = e.details().retry_after_secs
-                    && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-                {
-                    out.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return out;
-            }
-            error_response(&e, Some(&request_id))
+                    body: door.error_body(&e, &request_id),
+                },
+                Some(e),
+            )
         }
+    };
+    if let (Some(hr), true) = (&http_req, hooks.http_post) {
+        chain.run_http_post(&mut ctx, hr, &mut resp).await;
     }
+    let mut out = hook_response(resp, &request_id);
+    if let Some(e) = error {
+        set_error_headers(out.headers_mut(), &e, &request_id);
+    }
+    out
 }
 
 /// Body to `LlmRequest`: checks the fields the operation needs, takes out `model`,

@@ -17,6 +17,7 @@ pub mod body;
 pub mod error;
 pub mod gateway;
 pub mod inference;
+pub mod plugin_setup;
 pub mod state;
 
 use std::sync::Arc;
@@ -62,6 +63,17 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(api::providers::delete_key),
         )
         .route("/keys", get(api::providers::all_keys))
+        .route(
+            "/plugins",
+            get(api::plugins::list).post(api::plugins::create),
+        )
+        .route("/plugins/builtins", get(api::plugins::builtins))
+        .route(
+            "/plugins/{name}",
+            get(api::plugins::get)
+                .put(api::plugins::update)
+                .delete(api::plugins::delete),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use causeway_config::{ClientConfig, ProviderEntry};
 use causeway_core::GatewayError;
 use causeway_engine::{Engine, ProviderInput};
-use causeway_plugins::PluginChain;
+use causeway_plugins::{PluginChain, PluginRegistry};
 use causeway_store::{ConfigStore, StoreError, StoredProvider};
 
 /// Who may call the management API while no real auth is configured.
@@ -23,7 +23,9 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// `None` when `config_store.enabled` is false: management writes are refused.
     pub store: Option<ConfigStore>,
-    pub chain: ArcSwap<PluginChain>,
+    /// The live plugin chain (written by `plugins`, read once per request).
+    pub chain: Arc<ArcSwap<PluginChain>>,
+    pub plugins: Arc<PluginRegistry>,
     pub client: ArcSwap<ClientConfig>,
     pub access: ManagementAccess,
     /// Serialises management writes so "write, then rebuild the snapshot" never interleaves.

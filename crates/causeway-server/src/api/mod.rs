@@ -1,3 +1,4 @@
 //! The management API (`/api/*`), one module per resource.
 
+pub mod plugins;
 pub mod providers;
