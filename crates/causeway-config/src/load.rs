@@ -146,6 +146,21 @@ fn provider_warnings(name: &str, entry: &ProviderEntry, path: &str) -> Vec<Strin
     w
 }
 
+/// `base.field`, or just `field` when `base` is empty (API bodies have no enclosing path).
+fn join(base: &str, field: &str) -> String {
+    if base.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{base}.{field}")
+    }
+}
+
+/// A value that can be sent as an HTTP header value (visible ASCII, space and tab).
+fn header_value_invalid(v: &str) -> bool {
+    v.bytes()
+        .any(|b| !(b == b'\t' || (0x20..0x7f).contains(&b)))
+}
+
 /// Checks a provider's settings; used at load time and by the management API.
 pub fn validate_provider(
     name: &str,
@@ -159,33 +174,39 @@ pub fn validate_provider(
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
         return Err(ConfigError::new(
-            format!("{path}.network_config.base_url"),
+            join(path, "network_config.base_url"),
             format!("{url:?} is not an http:// or https:// URL"),
         ));
     }
     if net.retry_backoff_initial.0 > net.retry_backoff_max.0 {
         return Err(ConfigError::new(
-            format!("{path}.network_config.retry_backoff_initial"),
+            join(path, "network_config.retry_backoff_initial"),
             "must not be larger than retry_backoff_max",
         ));
     }
     if net.default_request_timeout_in_seconds == 0 {
         return Err(ConfigError::new(
-            format!("{path}.network_config.default_request_timeout_in_seconds"),
+            join(path, "network_config.default_request_timeout_in_seconds"),
             "must be at least 1",
         ));
     }
-    for h in net.extra_headers.keys() {
+    for (h, v) in &net.extra_headers {
         if http_header_name_invalid(h) {
             return Err(ConfigError::new(
-                format!("{path}.network_config.extra_headers"),
+                join(path, "network_config.extra_headers"),
                 format!("{h:?} is not a valid HTTP header name"),
+            ));
+        }
+        if header_value_invalid(v) {
+            return Err(ConfigError::new(
+                join(path, &format!("network_config.extra_headers.{h}")),
+                "the value contains characters not allowed in an HTTP header (control characters or non-ASCII)",
             ));
         }
     }
     if settings.concurrency_and_buffer_size.concurrency == 0 {
         return Err(ConfigError::new(
-            format!("{path}.concurrency_and_buffer_size.concurrency"),
+            join(path, "concurrency_and_buffer_size.concurrency"),
             "must be at least 1",
         ));
     }
@@ -340,14 +361,20 @@ pub fn normalise_keys(
 pub fn validate_key(key: &KeyConfig, path: &str) -> Result<(), ConfigError> {
     if !key.weight.is_finite() || key.weight < 0.0 {
         return Err(ConfigError::new(
-            format!("{path}.weight"),
+            join(path, "weight"),
             "must be a number >= 0",
         ));
     }
     if key.value.raw() == "env." {
         return Err(ConfigError::new(
-            format!("{path}.value"),
+            join(path, "value"),
             "\"env.\" needs a variable name, e.g. \"env.OPENAI_API_KEY\"",
+        ));
+    }
+    if key.value.env_name().is_none() && header_value_invalid(key.value.raw()) {
+        return Err(ConfigError::new(
+            join(path, "value"),
+            "the key contains characters that cannot be sent in an HTTP header (control characters or non-ASCII)",
         ));
     }
     Ok(())

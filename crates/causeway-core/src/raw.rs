@@ -165,11 +165,9 @@ fn empty_raw() -> Box<RawValue> {
 
 fn write_json_string(out: &mut BytesMut, s: &str) {
     let needs_escape = s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
-    if needs_escape {
-        if let Ok(encoded) = serde_json::to_string(s) {
-            out.put_slice(encoded.as_bytes());
-            return;
-        }
+    if needs_escape && let Ok(encoded) = serde_json::to_string(s) {
+        out.put_slice(encoded.as_bytes());
+        return;
     }
     out.put_u8(b'"');
     out.put_slice(s.as_bytes());

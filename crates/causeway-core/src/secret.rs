@@ -70,6 +70,36 @@ pub fn looks_redacted(value: &str) -> bool {
         || (!value.is_empty() && value.chars().all(|c| c == '*'))
 }
 
+/// Replaces strings in `new` that are exactly the redaction of the stored value at the same
+/// place in `old` with the stored value, so a client that sends back what it read does not
+/// overwrite secrets with their masks.
+pub fn restore_redacted(new: &mut serde_json::Value, old: &serde_json::Value) {
+    use serde_json::Value;
+    match (new, old) {
+        (Value::Object(n), Value::Object(o)) => {
+            for (k, nv) in n.iter_mut() {
+                if let Some(ov) = o.get(k) {
+                    restore_redacted(nv, ov);
+                }
+            }
+        }
+        (Value::Array(n), Value::Array(o)) => {
+            for (nv, ov) in n.iter_mut().zip(o) {
+                restore_redacted(nv, ov);
+            }
+        }
+        (n @ Value::String(_), Value::String(os)) => {
+            if let Value::String(ns) = &*n
+                && looks_redacted(ns)
+                && *ns == redact(os)
+            {
+                *n = Value::String(os.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret({})", self.redacted())

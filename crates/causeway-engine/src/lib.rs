@@ -56,6 +56,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Builds a table from these providers without applying it: the dry run the management
+    /// API does before writing, so nothing unusable is ever stored.
+    pub fn check<'a>(
+        &self,
+        providers: impl IntoIterator<Item = (&'a String, ProviderInput<'a>)>,
+        client: &ClientConfig,
+    ) -> Result<(), ConfigError> {
+        let mut scratch = BTreeMap::new();
+        RoutingTable::build(providers, client, &mut scratch).map(|_| ())
+    }
+
     pub fn table(&self) -> Arc<RoutingTable> {
         self.table.load_full()
     }

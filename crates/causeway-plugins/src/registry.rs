@@ -585,33 +585,7 @@ pub fn redact_config(v: &Value) -> Value {
     }
 }
 
-/// Replaces values in `new` that are exactly the redaction of the stored value with the
-/// stored value, so a client that sends back what it read does not overwrite secrets.
-pub fn restore_redacted(new: &mut Value, old: &Value) {
-    match (new, old) {
-        (Value::Object(n), Value::Object(o)) => {
-            for (k, nv) in n.iter_mut() {
-                if let Some(ov) = o.get(k) {
-                    restore_redacted(nv, ov);
-                }
-            }
-        }
-        (Value::Array(n), Value::Array(o)) => {
-            for (nv, ov) in n.iter_mut().zip(o) {
-                restore_redacted(nv, ov);
-            }
-        }
-        (n @ Value::String(_), Value::String(os)) => {
-            if let Value::String(ns) = &*n
-                && causeway_core::secret::looks_redacted(ns)
-                && *ns == causeway_core::secret::redact(os)
-            {
-                *n = Value::String(os.clone());
-            }
-        }
-        _ => {}
-    }
-}
+pub use causeway_core::secret::restore_redacted;
 
 #[cfg(test)]
 mod tests {

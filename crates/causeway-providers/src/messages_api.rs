@@ -63,7 +63,11 @@ pub async fn execute(
             .await
             .unwrap_or_default();
         let parts_err =
-            convert::anthropic_error_to_parts(&bytes).map(|(t, m)| (Some(t), None, m, None));
+            convert::anthropic_error_to_parts(&bytes).map(|(t, m)| upstream::ErrorParts {
+                kind: Some(t),
+                message: m,
+                ..Default::default()
+            });
         return Err(upstream::upstream_error(
             endpoint,
             status,
@@ -194,7 +198,11 @@ pub async fn list_models(
     let (parts, body) = resp.into_parts();
     let bytes = upstream::read_body(endpoint, body, started + endpoint.timeout).await?;
     if !status.is_success() {
-        let p = convert::anthropic_error_to_parts(&bytes).map(|(t, m)| (Some(t), None, m, None));
+        let p = convert::anthropic_error_to_parts(&bytes).map(|(t, m)| upstream::ErrorParts {
+            kind: Some(t),
+            message: m,
+            ..Default::default()
+        });
         return Err(upstream::upstream_error(
             endpoint,
             status,

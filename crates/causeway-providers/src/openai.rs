@@ -137,13 +137,11 @@ fn is_error_chunk(data: &[u8]) -> bool {
 }
 
 fn stream_error(data: &[u8]) -> GatewayError {
-    let parts = upstream::openai_error_parts(data);
-    let (t, c, m, _) = parts.unwrap_or((
-        None,
-        None,
-        "provider sent an error in the stream".to_owned(),
-        None,
-    ));
+    let parts = upstream::openai_error_parts(data).unwrap_or_else(|| upstream::ErrorParts {
+        message: "provider sent an error in the stream".to_owned(),
+        ..Default::default()
+    });
+    let (t, c, m) = (parts.kind, parts.code, parts.message);
     let mut e = GatewayError::new(502, causeway_core::ErrorClass::ProviderServerError, m);
     if let Some(t) = t {
         e = e.with_error_type(t);

@@ -104,10 +104,19 @@ pub fn timeout_error(endpoint: &Endpoint) -> GatewayError {
     .with_retry(RetryHint::Backoff)
 }
 
+/// The fields of an upstream error body worth keeping: type, code, message, param.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorParts {
+    pub kind: Option<String>,
+    pub code: Option<String>,
+    pub message: String,
+    pub param: Option<String>,
+}
+
 /// The retry hint an upstream status implies.
 pub fn retry_hint_for(status: u16) -> RetryHint {
     match status {
-        401 | 402 | 403 => RetryHint::RetireKey,
+        401..=403 => RetryHint::RetireKey,
         429 => RetryHint::RotateKey,
         408 | 409 | 500..=599 => RetryHint::Backoff,
         _ => RetryHint::Never,
@@ -120,10 +129,15 @@ pub fn upstream_error(
     status: StatusCode,
     headers: &http::HeaderMap,
     body: &[u8],
-    parts: Option<(Option<String>, Option<String>, String, Option<String>)>,
+    parts: Option<ErrorParts>,
 ) -> GatewayError {
     let code = status.as_u16();
-    let (etype, ecode, message, param) = parts.unwrap_or_else(|| {
+    let ErrorParts {
+        kind: etype,
+        code: ecode,
+        message,
+        param,
+    } = parts.unwrap_or_else(|| {
         let snippet = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
         let msg = if snippet.trim().is_empty() {
             format!("provider {} answered HTTP {code}", endpoint.provider)
@@ -134,7 +148,10 @@ pub fn upstream_error(
                 snippet.trim()
             )
         };
-        (None, None, msg, None)
+        ErrorParts {
+            message: msg,
+            ..ErrorParts::default()
+        }
     });
     let mut err = GatewayError::new(code, ErrorClass::from_upstream_status(code), message)
         .with_retry(retry_hint_for(code));
@@ -158,9 +175,7 @@ pub fn upstream_error(
 }
 
 /// OpenAI's `{"error":{"message","type","param","code"}}`, with `code` stringified.
-pub fn openai_error_parts(
-    body: &[u8],
-) -> Option<(Option<String>, Option<String>, String, Option<String>)> {
+pub fn openai_error_parts(body: &[u8]) -> Option<ErrorParts> {
     #[derive(serde::Deserialize)]
     struct Inner {
         message: Option<serde_json::Value>,
@@ -172,7 +187,7 @@ pub fn openai_error_parts(
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum ErrorField {
-        Obj(Inner),
+        Obj(Box<Inner>),
         Text(String),
     }
     #[derive(serde::Deserialize)]
@@ -181,15 +196,19 @@ pub fn openai_error_parts(
     }
     let b: Body = serde_json::from_slice(body).ok()?;
     match b.error {
-        ErrorField::Text(t) => Some((None, None, t, None)),
-        ErrorField::Obj(i) => Some((
-            i.kind,
-            i.code.and_then(value_to_string),
-            i.message
+        ErrorField::Text(t) => Some(ErrorParts {
+            message: t,
+            ..ErrorParts::default()
+        }),
+        ErrorField::Obj(i) => Some(ErrorParts {
+            kind: i.kind,
+            code: i.code.and_then(value_to_string),
+            message: i
+                .message
                 .and_then(value_to_string)
                 .unwrap_or_else(|| "provider returned an error".to_owned()),
-            i.param.and_then(value_to_string),
-        )),
+            param: i.param.and_then(value_to_string),
+        }),
     }
 }
 

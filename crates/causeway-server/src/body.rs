@@ -33,7 +33,7 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError>
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let msg = if path.is_empty() || path == "." {
             format!("Invalid request body: {}", e.inner())
@@ -46,5 +46,11 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError>
         } else {
             err.with_param(path)
         }
-    })
+    })?;
+    de.end().map_err(|e| {
+        GatewayError::bad_request(format!(
+            "Invalid request body: unexpected data after the JSON value ({e})"
+        ))
+    })?;
+    Ok(value)
 }

@@ -93,7 +93,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn not_found(req: Request) -> Response {
-    let path = req.uri().path().to_owned();
+    // Nested routers see a stripped path; report the one the client sent.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.path().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
     error_response(
         &GatewayError::not_found(format!("Route not found: {path}")).with_type("route_not_found"),
         None,
@@ -101,11 +106,12 @@ async fn not_found(req: Request) -> Response {
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    let msg = format!(
-        "Method {} is not allowed on {}",
-        req.method(),
-        req.uri().path()
-    );
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.path().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let msg = format!("Method {} is not allowed on {path}", req.method());
     error_response(
         &GatewayError::new(405, causeway_core::ErrorClass::CallerInvalidRequest, msg)
             .with_type("method_not_allowed"),

@@ -51,6 +51,28 @@ impl AppState {
         self.apply_providers(providers)
     }
 
+    /// Would this provider set work? (Dry run of `apply_providers`.)
+    pub fn check_providers(&self, providers: &[StoredProvider]) -> Result<(), GatewayError> {
+        let client = self.client.load();
+        let inputs = providers.iter().map(|p| {
+            (
+                &p.name,
+                ProviderInput {
+                    settings: &p.settings,
+                    keys: &p.keys,
+                },
+            )
+        });
+        self.engine.check(inputs, &client).map_err(|e| {
+            let err = GatewayError::bad_request(e.to_string());
+            if e.path.is_empty() {
+                err
+            } else {
+                err.with_param(e.path.clone())
+            }
+        })
+    }
+
     pub fn apply_providers(&self, providers: Vec<StoredProvider>) -> Result<(), GatewayError> {
         let client = self.client.load();
         let inputs = providers.iter().map(|p| {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use causeway_config::load::{normalise_keys, validate_key, validate_provider};
+use causeway_config::load::{validate_key, validate_provider};
 use causeway_config::{KeyConfig, ProviderSettings, resolve_provider};
 use causeway_core::GatewayError;
 use causeway_core::secret::{Secret, looks_redacted};
@@ -51,6 +51,12 @@ pub fn provider_json(p: &StoredProvider) -> Value {
                 *val = Value::String(causeway_core::secret::redact(s));
             }
         }
+    }
+    if let Some(Value::String(pw)) = v.pointer_mut("/proxy_config/password")
+        && !pw.is_empty()
+        && !pw.starts_with("env.")
+    {
+        *pw = causeway_core::secret::redact(pw);
     }
     if let Some(obj) = v.as_object_mut() {
         obj.insert("name".into(), Value::String(p.name.clone()));
@@ -127,6 +133,22 @@ fn settings_from_patch(
             Some(Value::Null) => {
                 merged.remove(*field);
             }
+            Some(Value::Object(patch)) => {
+                // Blocks merge field by field, so `{"network_config":{"max_retries":2}}`
+                // keeps the stored base_url; a field set to null returns to its default.
+                let mut block = match merged.remove(*field) {
+                    Some(Value::Object(b)) => b,
+                    _ => Map::new(),
+                };
+                for (k, v) in patch {
+                    if v.is_null() {
+                        block.remove(k);
+                    } else {
+                        block.insert(k.clone(), v.clone());
+                    }
+                }
+                merged.insert((*field).to_owned(), Value::Object(block));
+            }
             Some(v) => {
                 merged.insert((*field).to_owned(), v.clone());
             }
@@ -151,33 +173,119 @@ pub async fn create(State(st): State<Arc<AppState>>, body: Body) -> ApiResult {
     };
     let settings = settings_from_patch(&ProviderSettings::default(), &obj)?;
     validate_provider(&name, &settings, "").map_err(|e| bad_config(&e))?;
-    let mut keys: Vec<KeyConfig> = match obj.get("keys") {
+    let inline: Vec<KeyConfig> = match obj.get("keys") {
         Some(v) if !v.is_null() => decode_json(&serde_json::to_vec(v).unwrap_or_default())?,
         _ => Vec::new(),
     };
-    let mut warnings = Vec::new();
-    normalise_keys(&name, &mut keys, "keys", &mut warnings).map_err(|e| bad_config(&e))?;
     let store = st.store()?;
     let _guard = st.write_lock.lock().await;
-    if store
-        .get_provider(&name)
-        .await
-        .map_err(store_error)?
-        .is_some()
+    let snapshot = providers_snapshot(&st);
+    if snapshot.iter().any(|p| p.name == name)
+        || store
+            .get_provider(&name)
+            .await
+            .map_err(store_error)?
+            .is_some()
     {
         return Err(GatewayError::conflict(format!("Provider {name} already exists")).into());
     }
+    let keyless = resolve_provider(&name, &settings)
+        .map(|r| r.keyless)
+        .unwrap_or(false);
+    let mut keys: Vec<KeyConfig> = Vec::with_capacity(inline.len());
+    for key in inline {
+        let key = prepare_new_key(&name, keyless, key, &keys, &snapshot)?;
+        keys.push(key);
+    }
+    let candidate = with_provider(
+        &snapshot,
+        StoredProvider {
+            name: name.clone(),
+            settings: settings.clone(),
+            keys: keys.clone(),
+        },
+    );
+    st.check_providers(&candidate)?;
+    // Provider and keys land together or not at all.
     store
-        .insert_provider(&name, &settings)
+        .replace_provider(&name, &settings, &keys)
         .await
         .map_err(store_error)?;
-    for k in &keys {
-        store.insert_key(&name, k).await.map_err(store_error)?;
-    }
     st.reload_providers().await?;
     let p = find_provider(&st, &name)?;
     tracing::info!(provider = %name, "provider added through the API");
     Ok(json_response(StatusCode::OK, &provider_json(&p)))
+}
+
+/// The provider list with `p` added or replaced.
+fn with_provider(list: &[StoredProvider], p: StoredProvider) -> Vec<StoredProvider> {
+    let mut out: Vec<StoredProvider> = list.iter().filter(|x| x.name != p.name).cloned().collect();
+    out.push(p);
+    out
+}
+
+/// Checks and completes a key about to be added: a real value (not a mask), allowed on
+/// this provider, a generated id and a free generated name when missing, no duplicates.
+fn prepare_new_key(
+    provider: &str,
+    keyless: bool,
+    mut key: KeyConfig,
+    siblings: &[KeyConfig],
+    all: &[StoredProvider],
+) -> Result<KeyConfig, GatewayError> {
+    if keyless {
+        return Err(GatewayError::bad_request(format!(
+            "provider {provider} is keyless; keys cannot be created on it"
+        ))
+        .into());
+    }
+    if key.value.is_empty() {
+        return Err(GatewayError::bad_request(
+            "value is required (the API key or \"env.VAR_NAME\")",
+        )
+        .with_param("value"));
+    }
+    if looks_redacted(key.value.raw()) {
+        return Err(GatewayError::bad_request(
+            "value looks like a redacted key; send the real key or an env.VAR_NAME reference",
+        )
+        .with_param("value"));
+    }
+    let all_ids: Vec<&str> = all
+        .iter()
+        .flat_map(|p| p.keys.iter())
+        .chain(siblings)
+        .filter_map(|k| k.id.as_deref())
+        .collect();
+    match key.id.as_deref() {
+        None | Some("") => key.id = Some(uuid::Uuid::new_v4().to_string()),
+        Some(id) if all_ids.contains(&id) => {
+            return Err(GatewayError::conflict(format!(
+                "a key with id {id:?} already exists"
+            )));
+        }
+        Some(_) => {}
+    }
+    let existing: Vec<&str> = all
+        .iter()
+        .filter(|p| p.name == provider)
+        .flat_map(|p| p.keys.iter())
+        .chain(siblings)
+        .map(|k| k.name.as_str())
+        .collect();
+    if key.name.trim().is_empty() {
+        key.name = (1..)
+            .map(|n| format!("{provider}-key-{n}"))
+            .find(|n| !existing.contains(&n.as_str()))
+            .unwrap_or_default();
+    } else if existing.contains(&key.name.as_str()) {
+        return Err(GatewayError::conflict(format!(
+            "a key named {:?} already exists in provider {provider}",
+            key.name
+        )));
+    }
+    validate_key(&key, "").map_err(|e| bad_config(&e))?;
+    Ok(key)
 }
 
 pub async fn update(
@@ -206,8 +314,12 @@ pub async fn update(
     Ok(json_response(StatusCode::OK, &provider_json(&p)))
 }
 
-/// Redacted extra-header values sent back unchanged keep their stored originals.
+/// Redacted extra-header values and proxy passwords sent back unchanged keep their stored
+/// originals.
 fn restore_redacted_headers(old: &ProviderSettings, new: &mut ProviderSettings) {
+    if let (Some(n), Some(o)) = (&mut new.proxy_config, &old.proxy_config) {
+        causeway_core::secret::restore_redacted(n, o);
+    }
     for (k, v) in new.network_config.extra_headers.iter_mut() {
         if looks_redacted(v)
             && let Some(orig) = old.network_config.extra_headers.get(k)
@@ -284,7 +396,7 @@ pub async fn create_key(
     body: Body,
 ) -> ApiResult {
     let bytes = read_limited(body, MGMT_BODY_LIMIT_MB).await?;
-    let mut key: KeyConfig = decode_json(&bytes)?;
+    let key: KeyConfig = decode_json(&bytes)?;
     let store = st.store()?;
     let _guard = st.write_lock.lock().await;
     let provider = store
@@ -295,33 +407,11 @@ pub async fn create_key(
     let keyless = resolve_provider(&name, &provider.settings)
         .map(|r| r.keyless)
         .unwrap_or(false);
-    if keyless {
-        return Err(GatewayError::bad_request(format!(
-            "provider {name} is keyless; keys cannot be created on it"
-        ))
-        .into());
-    }
-    if key.value.is_empty() {
-        return Err(GatewayError::bad_request(
-            "value is required (the API key or \"env.VAR_NAME\")",
-        )
-        .with_param("value")
-        .into());
-    }
-    if looks_redacted(key.value.raw()) {
-        return Err(GatewayError::bad_request(
-            "value looks like a redacted key; send the real key or an env.VAR_NAME reference",
-        )
-        .with_param("value")
-        .into());
-    }
-    if key.id.as_deref().is_none_or(str::is_empty) {
-        key.id = Some(uuid::Uuid::new_v4().to_string());
-    }
-    if key.name.trim().is_empty() {
-        key.name = format!("{name}-key-{}", provider.keys.len() + 1);
-    }
-    validate_key(&key, "").map_err(|e| bad_config(&e))?;
+    let snapshot = providers_snapshot(&st);
+    let key = prepare_new_key(&name, keyless, key, &[], &snapshot)?;
+    let mut updated = provider.clone();
+    updated.keys.push(key.clone());
+    st.check_providers(&with_provider(&snapshot, updated))?;
     store.insert_key(&name, &key).await.map_err(store_error)?;
     st.reload_providers().await?;
     Ok(json_response(StatusCode::OK, &key_json(&key, None)))
@@ -380,6 +470,11 @@ pub async fn update_key(
         .into());
     }
     validate_key(&key, "").map_err(|e| bad_config(&e))?;
+    let mut updated = provider.clone();
+    if let Some(slot) = updated.keys.iter_mut().find(|k| k.id == key.id) {
+        *slot = key.clone();
+    }
+    st.check_providers(&with_provider(&providers_snapshot(&st), updated))?;
     store.update_key(&name, &key).await.map_err(store_error)?;
     st.reload_providers().await?;
     Ok(json_response(StatusCode::OK, &key_json(&key, None)))
