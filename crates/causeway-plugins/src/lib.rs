@@ -8,8 +8,8 @@ pub mod registry;
 pub mod wasm;
 
 pub use chain::{ChainEntry, PluginChain, PluginHealth};
-pub use registry::{LoadError, Placement, PluginLoader, PluginRegistry, PluginSpec, PluginView};
 pub use plugin::{
     BoxFuture, ChunkOutcome, HookSet, HttpPreOutcome, HttpRequest, HttpResponse, Plugin,
     PluginFailure, PreLlmOutcome,
 };
+pub use registry::{LoadError, Placement, PluginLoader, PluginRegistry, PluginSpec, PluginView};

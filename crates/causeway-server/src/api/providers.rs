@@ -236,8 +236,7 @@ fn prepare_new_key(
     if keyless {
         return Err(GatewayError::bad_request(format!(
             "provider {provider} is keyless; keys cannot be created on it"
-        ))
-        .into());
+        )));
     }
     if key.value.is_empty() {
         return Err(GatewayError::bad_request(
