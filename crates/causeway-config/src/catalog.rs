@@ -32,6 +32,9 @@ pub struct ProviderSpec {
     pub keyless: bool,
     /// Environment variable that auto-configures this provider when no config exists.
     pub env_key: Option<&'static str>,
+    /// Accepts `stream_options.include_usage`, so the gateway can always ask for stream usage
+    /// (budgets and logs need it) and hide it from clients that did not.
+    pub stream_usage_option: bool,
 }
 
 const fn compat(name: &'static str, base: &'static str, env_key: &'static str) -> ProviderSpec {
@@ -42,6 +45,7 @@ const fn compat(name: &'static str, base: &'static str, env_key: &'static str) -
         api_prefix: "/v1",
         keyless: false,
         env_key: Some(env_key),
+        stream_usage_option: true,
     }
 }
 
@@ -54,9 +58,14 @@ pub const PROVIDERS: &[ProviderSpec] = &[
         api_prefix: "/v1",
         keyless: false,
         env_key: Some("ANTHROPIC_API_KEY"),
+        stream_usage_option: false,
     },
     compat("groq", "https://api.groq.com/openai", "GROQ_API_KEY"),
-    compat("mistral", "https://api.mistral.ai", "MISTRAL_API_KEY"),
+    ProviderSpec {
+        // Mistral sends usage in its last chunk unasked and does not document stream_options.
+        stream_usage_option: false,
+        ..compat("mistral", "https://api.mistral.ai", "MISTRAL_API_KEY")
+    },
     compat("deepseek", "https://api.deepseek.com", "DEEPSEEK_API_KEY"),
     compat(
         "openrouter",
@@ -87,6 +96,7 @@ pub const PROVIDERS: &[ProviderSpec] = &[
         api_prefix: "/v1",
         keyless: true,
         env_key: None,
+        stream_usage_option: false,
     },
     ProviderSpec {
         name: "vllm",
@@ -95,6 +105,7 @@ pub const PROVIDERS: &[ProviderSpec] = &[
         api_prefix: "/v1",
         keyless: true,
         env_key: None,
+        stream_usage_option: true,
     },
 ];
 

@@ -240,6 +240,9 @@ pub fn validate_provider_name(name: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedProvider {
     pub family: Family,
+    /// See `ProviderSpec::stream_usage_option` (false for custom providers: unknown servers
+    /// may reject the field).
+    pub stream_usage_option: bool,
     /// Origin without a trailing slash.
     pub base_url: String,
     pub api_prefix: &'static str,
@@ -278,6 +281,7 @@ pub fn resolve_provider(
             })?;
         return Ok(ResolvedProvider {
             family,
+            stream_usage_option: false,
             base_url,
             api_prefix: "/v1",
             keyless: custom.is_key_less,
@@ -302,6 +306,7 @@ pub fn resolve_provider(
         })?;
     Ok(ResolvedProvider {
         family: spec.family,
+        stream_usage_option: spec.stream_usage_option,
         base_url,
         api_prefix: spec.api_prefix,
         keyless: spec.keyless,

@@ -1,10 +1,17 @@
 //! Per-request state shared by the server, plugins and engine: the request id, the caller's
 //! headers, values plugins pass between their hooks, and routing hints from headers.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use http::HeaderMap;
 use serde_json::{Map, Value};
+
+use crate::llm::Usage;
+
+/// Where the engine records a stream's token usage as it passes by, for whoever needs it
+/// when the stream ends (budget settlement, logs), even if the client never asked for it.
+pub type UsageCell = Arc<Mutex<Option<Usage>>>;
 
 /// A key the caller pinned with `x-bf-api-key-id` (wins) or `x-bf-api-key` (by name).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +32,11 @@ pub struct RequestContext {
     pub key_pin: Option<KeyPin>,
     /// Headers to send upstream (`x-bf-eh-*`, already filtered).
     pub forward_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Typed values layers attach to the request (e.g. the authenticated caller, a budget
+    /// reservation); unlike `values`, never shown to plugins.
+    pub extensions: http::Extensions,
+    /// Usage of the streamed answer, filled by the engine when the usage chunk passes.
+    pub stream_usage: UsageCell,
 }
 
 impl RequestContext {
@@ -39,6 +51,8 @@ impl RequestContext {
             values: Map::new(),
             key_pin,
             forward_headers: Vec::new(),
+            extensions: http::Extensions::new(),
+            stream_usage: UsageCell::default(),
         }
     }
 

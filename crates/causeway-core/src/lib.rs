@@ -9,7 +9,7 @@ pub mod raw;
 pub mod secret;
 pub mod sse;
 
-pub use context::{KeyPin, RequestContext};
+pub use context::{KeyPin, RequestContext, UsageCell};
 pub use error::{ErrorClass, ExtraFields, GatewayError, RetryHint};
 pub use llm::{ChunkStream, LlmRequest, LlmResponse, ModelRef, RequestType, RouteInfo, Usage};
 pub use raw::RawObject;

@@ -216,10 +216,15 @@ impl Engine {
                     });
                 }
                 Ok(ProviderOutput::Stream(chunks)) => {
+                    let cell = ctx.stream_usage.clone();
+                    let hide_usage = !req.wants_stream_usage();
                     // The slot stays taken until the stream ends or the client goes away.
-                    let chunks = chunks.map(move |c| {
+                    let chunks = chunks.filter_map(move |c| {
                         let _hold = &slot;
-                        c
+                        std::future::ready(match c {
+                            Ok(bytes) => observe_usage(bytes, &cell, hide_usage).map(Ok),
+                            Err(e) => Some(Err(e)),
+                        })
                     });
                     return Ok(LlmResponse::Stream {
                         chunks: Box::pin(chunks),
@@ -353,6 +358,36 @@ impl Engine {
             .with_param("model")),
         }
     }
+}
+
+/// Records the usage a chunk carries; drops the usage-only chunk (`choices: []`) when the
+/// client did not ask for usage (the gateway asked on its behalf).
+fn observe_usage(
+    chunk: bytes::Bytes,
+    cell: &causeway_core::UsageCell,
+    hide: bool,
+) -> Option<bytes::Bytes> {
+    if memchr::memmem::find(&chunk, b"\"usage\":{").is_none() {
+        return Some(chunk);
+    }
+    if let Some(usage) = causeway_core::Usage::from_openai_body(&chunk)
+        && let Ok(mut slot) = cell.lock()
+    {
+        *slot = Some(usage);
+    }
+    if hide {
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            choices: Vec<serde::de::IgnoredAny>,
+        }
+        if let Ok(p) = serde_json::from_slice::<Probe>(&chunk)
+            && p.choices.is_empty()
+        {
+            return None;
+        }
+    }
+    Some(chunk)
 }
 
 fn no_key_error(

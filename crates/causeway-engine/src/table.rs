@@ -157,6 +157,7 @@ fn build_route(
             extra_headers,
             timeout: Duration::from_secs(net.default_request_timeout_in_seconds),
             stream_idle_timeout: Duration::from_secs(net.stream_idle_timeout_in_seconds.max(1)),
+            stream_usage_option: resolved.stream_usage_option,
         },
         keys,
         keyless: resolved.keyless,

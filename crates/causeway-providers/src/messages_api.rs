@@ -78,7 +78,9 @@ pub async fn execute(
     }
     let created = now_secs();
     if request.stream {
-        let mut conv = MessagesToChatStream::new(request.wants_stream_usage(), created);
+        // Always emit the usage chunk: the engine records it and hides it from clients that
+        // did not ask for it.
+        let mut conv = MessagesToChatStream::new(true, created);
         let events = upstream::sse_events(
             body,
             endpoint.stream_idle_timeout,

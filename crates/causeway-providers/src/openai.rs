@@ -19,7 +19,11 @@ pub async fn execute(
     model: &str,
     forward: &[(http::HeaderName, HeaderValue)],
 ) -> Result<ProviderOutput, GatewayError> {
-    let body = encode_body(&request.body, model, request.stream)?;
+    let force_usage = request.stream
+        && endpoint.stream_usage_option
+        && request.request_type != causeway_core::RequestType::Embedding
+        && !request.wants_stream_usage();
+    let body = encode_body(&request.body, model, request.stream, force_usage)?;
     let url = format!("{}{}", endpoint.api_base, request_path(request));
     let req = build(endpoint, Method::POST, &url, api_key, Some(body), forward)?;
     let started = tokio::time::Instant::now();
@@ -72,7 +76,14 @@ fn request_path(request: &LlmRequest) -> &'static str {
 }
 
 /// The upstream body: the caller's fields in their order, `model` first.
-fn encode_body(body: &RawObject, model: &str, stream: bool) -> Result<Bytes, GatewayError> {
+/// `force_usage` asks the upstream for stream usage the client did not request (the engine
+/// hides that chunk from the client again).
+fn encode_body(
+    body: &RawObject,
+    model: &str,
+    stream: bool,
+    force_usage: bool,
+) -> Result<Bytes, GatewayError> {
     let mut out = RawObject::new();
     let encode_err =
         |e: serde_json::Error| GatewayError::internal(format!("encoding request: {e}"));
@@ -85,6 +96,14 @@ fn encode_body(body: &RawObject, model: &str, stream: bool) -> Result<Bytes, Gat
     }
     if stream && !out.contains_key("stream") {
         out.set("stream", &true).map_err(encode_err)?;
+    }
+    if force_usage {
+        let mut opts = match out.get_as::<serde_json::Value>("stream_options") {
+            Some(Ok(serde_json::Value::Object(m))) => m,
+            _ => serde_json::Map::new(),
+        };
+        opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+        out.set("stream_options", &opts).map_err(encode_err)?;
     }
     Ok(out.to_bytes())
 }
@@ -194,7 +213,7 @@ mod tests {
             br#"{"messages":[],"fallbacks":["a/b"],"model":"openai/x","temperature":0.2,"custom_field":{"a":1}}"#,
         )
         .unwrap();
-        let out = encode_body(&body, "gpt-4o", false).unwrap();
+        let out = encode_body(&body, "gpt-4o", false, false).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "gpt-4o");
         assert!(v.get("fallbacks").is_none());

@@ -25,6 +25,8 @@ pub struct Endpoint {
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
     pub stream_idle_timeout: Duration,
+    /// The upstream accepts `stream_options.include_usage` (see the provider catalog).
+    pub stream_usage_option: bool,
 }
 
 /// Largest non-streaming upstream body we accept (protects memory from a broken upstream).
