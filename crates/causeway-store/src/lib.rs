@@ -358,6 +358,148 @@ impl ConfigStore {
         self.bump_revision().await
     }
 
+    // ---- governance entities (virtual keys, teams, customers) -------------------------
+
+    /// All entities of a kind (`virtual_key`, `team`, `customer`), oldest first.
+    pub async fn list_entities<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<T>> {
+        let rows = sqlx::query(
+            "SELECT id, json FROM governance_entities WHERE kind = $1 ORDER BY created_at, id",
+        )
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let json: String = r.try_get("json")?;
+                serde_json::from_str(&json).map_err(|e| corrupt(format!("{kind} {id}"), e))
+            })
+            .collect()
+    }
+
+    /// Inserts an entity; `value_hash` (virtual keys) must be unique across all entities.
+    pub async fn insert_entity<T: Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        value_hash: Option<&str>,
+        entity: &T,
+    ) -> Result<()> {
+        let json = serde_json::to_string(entity).map_err(|e| corrupt(kind, e))?;
+        let res = sqlx::query(
+            "INSERT INTO governance_entities (kind, id, json, value_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(json)
+        .bind(value_hash)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("{kind} {id}")));
+        }
+        self.bump_revision().await
+    }
+
+    pub async fn update_entity<T: Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        entity: &T,
+    ) -> Result<()> {
+        let json = serde_json::to_string(entity).map_err(|e| corrupt(kind, e))?;
+        let res = sqlx::query(
+            "UPDATE governance_entities SET json = $1, updated_at = $2 WHERE kind = $3 AND id = $4",
+        )
+        .bind(json)
+        .bind(now_ms())
+        .bind(kind)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("{kind} {id}")));
+        }
+        self.bump_revision().await
+    }
+
+    pub async fn delete_entity(&self, kind: &str, id: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM governance_entities WHERE kind = $1 AND id = $2")
+            .bind(kind)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if res.rows_affected() > 0 {
+            self.bump_revision().await?;
+        }
+        Ok(res.rows_affected() > 0)
+    }
+
+    // ---- sessions --------------------------------------------------------------------
+
+    /// Stores a session by the hash of its token (the token itself is never stored).
+    pub async fn insert_session(&self, token_hash: &str, expires_at_ms: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, created_at, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash)
+        .bind(now_ms())
+        .bind(expires_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn session_valid(&self, token_hash: &str, now_ms_: i64) -> Result<bool> {
+        let row = sqlx::query("SELECT expires_at FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .and_then(|r| r.try_get::<i64, _>("expires_at").ok())
+            .is_some_and(|exp| exp > now_ms_))
+    }
+
+    pub async fn delete_session(&self, token_hash: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    pub async fn purge_expired_sessions(&self, now_ms_: i64) -> Result<u64> {
+        let res = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now_ms_)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected())
+    }
+
+    // ---- usage counters snapshot -----------------------------------------------------
+
+    pub async fn save_usage_snapshot(&self, json: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO usage_snapshot (id, json, saved_at) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET json = excluded.json, saved_at = excluded.saved_at",
+        )
+        .bind(json)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn load_usage_snapshot(&self) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT json FROM usage_snapshot WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| r.try_get("json").ok()))
+    }
+
     // ---- revision and seeding --------------------------------------------------------
 
     /// Increases with every write; replicas compare it to know when to reload.

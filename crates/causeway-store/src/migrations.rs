@@ -3,10 +3,11 @@
 
 use sqlx::sqlite::SqlitePool;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "providers, keys, plugins, client config, seed hashes",
-    r#"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "providers, keys, plugins, client config, seed hashes",
+        r#"
 CREATE TABLE IF NOT EXISTS providers (
     name TEXT PRIMARY KEY,
     settings_json TEXT NOT NULL,
@@ -43,7 +44,34 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        "governance entities, sessions, usage snapshot",
+        r#"
+CREATE TABLE IF NOT EXISTS governance_entities (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    json TEXT NOT NULL,
+    value_hash TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS governance_entities_by_hash ON governance_entities(value_hash) WHERE value_hash IS NOT NULL;
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage_snapshot (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    json TEXT NOT NULL,
+    saved_at BIGINT NOT NULL
+);
+"#,
+    ),
+];
 
 pub async fn apply(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     sqlx::query(

@@ -92,3 +92,69 @@ async fn plugin_and_key_crud() {
     assert!(store.delete_key("openai", "k1").await.unwrap());
     assert!(store.delete_provider("openai").await.unwrap());
 }
+
+#[tokio::test]
+async fn governance_entities_sessions_and_usage_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConfigStore::open_sqlite(&dir.path().join("c.db"))
+        .await
+        .unwrap();
+    let vk = serde_json::json!({"id": "vk1", "name": "a"});
+    store
+        .insert_entity("virtual_key", "vk1", Some("hash-1"), &vk)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .insert_entity("virtual_key", "vk1", Some("hash-2"), &vk)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The value hash is unique across entities.
+    assert!(matches!(
+        store
+            .insert_entity("virtual_key", "vk2", Some("hash-1"), &vk)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .insert_entity("team", "t1", None, &serde_json::json!({"id": "t1"}))
+        .await
+        .unwrap();
+    store
+        .insert_entity("team", "t2", None, &serde_json::json!({"id": "t2"}))
+        .await
+        .unwrap();
+    let teams: Vec<serde_json::Value> = store.list_entities("team").await.unwrap();
+    assert_eq!(teams.len(), 2);
+    store
+        .update_entity(
+            "virtual_key",
+            "vk1",
+            &serde_json::json!({"id": "vk1", "name": "b"}),
+        )
+        .await
+        .unwrap();
+    let vks: Vec<serde_json::Value> = store.list_entities("virtual_key").await.unwrap();
+    assert_eq!(vks[0]["name"], "b");
+    assert!(matches!(
+        store.update_entity("virtual_key", "nope", &vk).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.delete_entity("team", "t1").await.unwrap());
+    assert!(!store.delete_entity("team", "t1").await.unwrap());
+
+    store.insert_session("tok-hash", 2_000).await.unwrap();
+    assert!(store.session_valid("tok-hash", 1_000).await.unwrap());
+    assert!(!store.session_valid("tok-hash", 3_000).await.unwrap());
+    assert!(!store.session_valid("other", 1_000).await.unwrap());
+    assert_eq!(store.purge_expired_sessions(3_000).await.unwrap(), 1);
+
+    assert!(store.load_usage_snapshot().await.unwrap().is_none());
+    store.save_usage_snapshot("{\"a\":1}").await.unwrap();
+    store.save_usage_snapshot("{\"a\":2}").await.unwrap();
+    assert_eq!(
+        store.load_usage_snapshot().await.unwrap().as_deref(),
+        Some("{\"a\":2}")
+    );
+}
