@@ -30,6 +30,8 @@ pub struct RequestContext {
     /// (the `context` object of the WASM ABI).
     pub values: Map<String, Value>,
     pub key_pin: Option<KeyPin>,
+    /// Provider key ids this request may use (a virtual key's `key_ids`); `None` = any.
+    pub key_filter: Option<Vec<String>>,
     /// Headers to send upstream (`x-bf-eh-*`, already filtered).
     pub forward_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Typed values layers attach to the request (e.g. the authenticated caller, a budget
@@ -50,6 +52,7 @@ impl RequestContext {
             headers,
             values: Map::new(),
             key_pin,
+            key_filter: None,
             forward_headers: Vec::new(),
             extensions: http::Extensions::new(),
             stream_usage: UsageCell::default(),

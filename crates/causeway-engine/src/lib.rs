@@ -155,7 +155,14 @@ impl Engine {
             .limiter
             .acquire(table.drop_excess_requests, &route.name)
             .await?;
-        let mut retired: Vec<usize> = Vec::new();
+        // Keys outside the caller's allowed set count as retired from the start.
+        let mut retired: Vec<usize> = match &ctx.key_filter {
+            Some(allowed) => (0..route.keys.len())
+                .filter(|&i| !allowed.iter().any(|a| a == "*" || *a == route.keys[i].id))
+                .collect(),
+            None => Vec::new(),
+        };
+        let filtered = retired.len();
         let mut rate_limited: Vec<usize> = Vec::new();
         let mut retries = 0u32;
         let mut attempts = 0u32;
@@ -186,7 +193,13 @@ impl Engine {
                     }
                 }
                 if key_idx.is_none() {
-                    return Err(no_key_error(route, req, &retired, ctx, last_error));
+                    return Err(no_key_error(
+                        route,
+                        req,
+                        &retired[filtered..],
+                        ctx,
+                        last_error,
+                    ));
                 }
             }
             let key = key_idx.map(|i| &route.keys[i]);

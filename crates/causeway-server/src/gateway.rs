@@ -69,13 +69,16 @@ pub struct Gateway {
 impl Gateway {
     pub async fn start(opts: GatewayOptions) -> Result<Gateway, StartError> {
         let state = Arc::new(build_state(&opts).await?);
-        let listener = bind(&opts).await?;
+        let listener = bind(&opts, state.auth.authenticator.is_some()).await?;
         let addr = listener
             .local_addr()
             .map_err(|e| StartError(format!("reading the listen address: {e}")))?;
         let (tx, rx) = watch::channel(false);
         let app = crate::router(state.clone());
-        let task = tokio::spawn(serve(listener, app, rx));
+        let task = tokio::spawn(serve(listener, app, rx.clone()));
+        if let Some(store) = state.store.clone() {
+            tokio::spawn(persist_usage_loop(state.governance.clone(), store, rx));
+        }
         Ok(Gateway {
             addr,
             state,
@@ -94,20 +97,37 @@ impl Gateway {
         let _ = self.task.await;
         self.state.plugins.shutdown().await;
         if let Some(store) = &self.state.store {
+            self.state.governance.persist_usage(store).await;
             store.close().await;
         }
     }
 }
 
-async fn bind(opts: &GatewayOptions) -> Result<TcpListener, StartError> {
+/// Saves usage counters every few seconds so a crash loses little; stops at shutdown.
+async fn persist_usage_loop(
+    gov: Arc<crate::governance::Governance>,
+    store: ConfigStore,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(crate::governance::PERSIST_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => gov.persist_usage(&store).await,
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn bind(opts: &GatewayOptions, auth_enabled: bool) -> Result<TcpListener, StartError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((opts.host.as_str(), opts.port))
         .await
         .map_err(|e| StartError(format!("cannot resolve --host {}: {e}", opts.host)))?
         .collect();
     let all_loopback = !addrs.is_empty() && addrs.iter().all(|a| is_loopback(a.ip()));
-    if !all_loopback && !opts.insecure_no_auth {
+    if !all_loopback && !opts.insecure_no_auth && !auth_enabled {
         return Err(StartError(format!(
-            "refusing to listen on {} without authentication: the management API would be open to the network. Use --host 127.0.0.1, or pass --insecure-no-auth on a trusted network",
+            "refusing to listen on {} without authentication: the management API would be open to the network. Configure auth_config, use --host 127.0.0.1, or pass --insecure-no-auth on a trusted network",
             opts.host
         )));
     }
@@ -147,9 +167,11 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
     let file = load_config_file(opts).await?;
     let store = open_store(opts, &file).await?;
     let engine = Arc::new(Engine::new(&ClientOptions::default()));
+    let auth = build_auth(&file)?;
+    let governance = Arc::new(crate::governance::Governance::new(pricing(&file)?));
     let chain = Arc::new(ArcSwap::from_pointee(PluginChain::empty()));
     let plugins = Arc::new(PluginRegistry::new(
-        crate::plugin_setup::plugin_loader(),
+        crate::plugin_setup::plugin_loader(governance.clone()),
         chain.clone(),
     ));
     let state = AppState {
@@ -157,6 +179,8 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
         store,
         chain,
         plugins,
+        auth,
+        governance,
         client: ArcSwap::from_pointee(file.client.clone()),
         access: if opts.insecure_no_auth {
             ManagementAccess::Open
@@ -188,6 +212,10 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
             state
                 .apply_providers(providers)
                 .map_err(|e| StartError(format!("stored provider config is invalid: {e}")))?;
+            state.governance.reload(store).await.map_err(|e| {
+                StartError(format!("reading virtual keys, teams and customers: {e}"))
+            })?;
+            state.governance.restore_usage(store).await;
             let specs = store
                 .list_plugins()
                 .await
@@ -219,6 +247,22 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
             state.plugins.load_all(specs).await;
         }
     }
+    // Governance is on unless an operator defined it (and, say, disabled it).
+    if state.plugins.get("governance").is_none()
+        && let Err(e) = state
+            .plugins
+            .create(PluginSpec {
+                name: "governance".to_owned(),
+                enabled: true,
+                path: None,
+                config: serde_json::Value::Object(Default::default()),
+                placement: None,
+                order: None,
+            })
+            .await
+    {
+        return Err(StartError(format!("starting the governance plugin: {e}")));
+    }
     let loaded: Vec<String> = state
         .plugins
         .list()
@@ -242,6 +286,44 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
         tracing::info!(providers = %names.join(", "), "providers ready");
     }
     Ok(state)
+}
+
+/// `auth_config` of config.json; `None` when no authentication is configured.
+fn build_auth(file: &ConfigFile) -> Result<crate::auth::AuthSetup, StartError> {
+    let authenticator = match &file.auth_config {
+        None => None,
+        Some(v) => {
+            let cfg: causeway_auth::AuthConfig = serde_json::from_value(v.clone())
+                .map_err(|e| StartError(format!("auth_config: {e}")))?;
+            for w in cfg.warnings() {
+                tracing::warn!("auth_config: {w}");
+            }
+            let a =
+                causeway_auth::Authenticator::new(&cfg).map_err(|e| StartError(format!("{e}")))?;
+            a.enabled().then(|| Arc::new(a))
+        }
+    };
+    if authenticator.is_some() {
+        tracing::info!("authentication enabled for the management API");
+    }
+    Ok(crate::auth::AuthSetup {
+        authenticator,
+        login_limiter: causeway_auth::LoginLimiter::new(),
+    })
+}
+
+/// The bundled price table with `governance.pricing_overrides` from config.json applied.
+fn pricing(file: &ConfigFile) -> Result<causeway_governance::Pricing, StartError> {
+    let overrides = match file
+        .governance
+        .as_ref()
+        .and_then(|g| g.get("pricing_overrides"))
+    {
+        None => Vec::new(),
+        Some(v) => serde_json::from_value::<Vec<causeway_governance::PriceOverride>>(v.clone())
+            .map_err(|e| StartError(format!("governance.pricing_overrides: {e}")))?,
+    };
+    Ok(causeway_governance::Pricing::bundled().with_overrides(overrides))
 }
 
 async fn load_config_file(opts: &GatewayOptions) -> Result<ConfigFile, StartError> {

@@ -189,9 +189,16 @@ pub async fn run_llm(
         Ok(b) => b,
         Err(e) => return door.error(&e, &request_id),
     };
+    let caller = match crate::auth::inference_caller(&st, &headers).await {
+        Ok(c) => c,
+        Err(e) => return crate::auth::with_challenge(door.error(&e, &request_id)),
+    };
     let chain = st.chain.load_full();
     let mut ctx = RequestContext::new(request_id.clone(), headers);
     ctx.forward_headers = forward_headers(&ctx.headers);
+    if let crate::auth::Caller::VirtualKey(vk) = caller {
+        ctx.extensions.insert(vk);
+    }
 
     let hooks = chain.hooks();
     let mut http_req = None;

@@ -2,7 +2,8 @@
 //!
 //! 1. `serve` accepts a TCP connection, sets TCP_NODELAY and records the peer address
 //!    (`ConnectInfo`), then hands requests to the axum `Router`.
-//! 2. `/api/*` goes through `access::management_guard` (loopback-only until auth exists),
+//! 2. `/api/*` goes through `auth::management_guard` (admin or a virtual key with the
+//!    route's permission; loopback-only while no auth is configured),
 //!    then the management handlers in `api/`, which write the config store and swap in a new
 //!    routing snapshot.
 //! 3. Inference routes (`/v1/*`, `/openai/v1/*`) run `inference::run_llm`: body limit, plugin
@@ -10,12 +11,13 @@
 //!    fallbacks, PostLLM hooks), then JSON (HTTP post-hooks) or SSE (chunk hooks).
 //! 4. Anything else is a 404/405 in the error envelope (`fallback`).
 
-pub mod access;
 pub mod anthropic_route;
 pub mod api;
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod gateway;
+pub mod governance;
 pub mod inference;
 pub mod plugin_setup;
 pub mod state;
@@ -74,11 +76,49 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .put(api::plugins::update)
                 .delete(api::plugins::delete),
         )
+        .route("/session/login", post(api::session::login))
+        .route("/session/logout", post(api::session::logout))
+        .route(
+            "/session/is-auth-enabled",
+            get(api::session::is_auth_enabled),
+        )
+        .route(
+            "/governance/virtual-keys",
+            get(api::governance::list_virtual_keys).post(api::governance::create_virtual_key),
+        )
+        .route(
+            "/governance/virtual-keys/{id}",
+            get(api::governance::get_virtual_key)
+                .put(api::governance::update_virtual_key)
+                .delete(api::governance::delete_virtual_key),
+        )
+        .route(
+            "/governance/teams",
+            get(api::governance::list_teams).post(api::governance::create_team),
+        )
+        .route(
+            "/governance/teams/{id}",
+            get(api::governance::get_team)
+                .put(api::governance::update_team)
+                .delete(api::governance::delete_team),
+        )
+        .route(
+            "/governance/customers",
+            get(api::governance::list_customers).post(api::governance::create_customer),
+        )
+        .route(
+            "/governance/customers/{id}",
+            get(api::governance::get_customer)
+                .put(api::governance::update_customer)
+                .delete(api::governance::delete_customer),
+        )
+        .route("/governance/budgets", get(api::governance::budgets))
+        .route("/governance/rate-limits", get(api::governance::rate_limits))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(axum::middleware::from_fn_with_state(
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            access::management_guard,
+            auth::management_guard,
         ));
 
     Router::new()

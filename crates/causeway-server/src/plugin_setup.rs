@@ -7,8 +7,21 @@ use causeway_plugins::builtin::mocker::Mocker;
 use causeway_plugins::builtin::request_guard::RequestGuard;
 use causeway_plugins::{LoadError, Plugin, PluginLoader};
 
-pub fn plugin_loader() -> PluginLoader {
+use crate::governance::{Governance, GovernancePlugin};
+
+pub fn plugin_loader(governance: Arc<Governance>) -> PluginLoader {
     let mut loader = PluginLoader::new()
+        .with_builtin(
+            "governance",
+            Arc::new(move |cfg| {
+                if cfg.as_object().is_some_and(|m| !m.is_empty()) {
+                    return Err(LoadError::InvalidConfig(
+                        "the governance plugin takes no config: manage virtual keys, teams and customers under /api/governance".to_owned(),
+                    ));
+                }
+                Ok(Arc::new(GovernancePlugin::new(governance.clone())) as Arc<dyn Plugin>)
+            }),
+        )
         .with_builtin(
             "mocker",
             Arc::new(|cfg| {

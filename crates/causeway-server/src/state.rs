@@ -26,6 +26,8 @@ pub struct AppState {
     /// The live plugin chain (written by `plugins`, read once per request).
     pub chain: Arc<ArcSwap<PluginChain>>,
     pub plugins: Arc<PluginRegistry>,
+    pub auth: crate::auth::AuthSetup,
+    pub governance: Arc<crate::governance::Governance>,
     pub client: ArcSwap<ClientConfig>,
     pub access: ManagementAccess,
     /// Serialises management writes so "write, then rebuild the snapshot" never interleaves.

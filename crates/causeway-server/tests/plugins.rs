@@ -84,9 +84,13 @@ async fn seed_example_body_gets_an_envelope_and_builtins_are_listed() {
         "{names:?}"
     );
 
+    // Governance is a built-in that is on by default.
     let (s, v) = json_of(h.get("/api/plugins").await).await;
     assert_eq!(s, 200);
-    assert_eq!(v, json!({"plugins": [], "count": 0}));
+    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(v["plugins"][0]["name"], "governance");
+    assert_eq!(v["plugins"][0]["status"]["status"], "active");
+    assert_plugin_shape(&v["plugins"][0]);
 }
 
 #[tokio::test]
@@ -271,9 +275,9 @@ async fn create_validation_errors() {
             .unwrap()
             .starts_with("Invalid request body")
     );
-    // Nothing was left behind by the failures.
+    // Nothing was left behind by the failures (only the default governance plugin).
     let (_, v) = json_of(h.get("/api/plugins").await).await;
-    assert_eq!(v["count"], 0, "{v}");
+    assert_eq!(v["count"], 1, "{v}");
 }
 
 #[tokio::test]

@@ -1,4 +1,6 @@
 //! The management API (`/api/*`), one module per resource.
 
+pub mod governance;
 pub mod plugins;
 pub mod providers;
+pub mod session;
