@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD as BASE64};
 use bytes::Bytes;
 use causeway_core::{
     ChunkStream, ErrorClass, GatewayError, LlmRequest, LlmResponse, RawObject, RequestContext,
@@ -40,6 +41,13 @@ const REQUEST_ID_KEY: &str = "request_id";
 /// minute-long hook call would hold a request (and a pooled instance) far past any client timeout.
 const MAX_MEMORY_MB: u64 = 4096;
 const MAX_CALL_TIMEOUT_MS: u64 = 60_000;
+
+/// Decodes guest base64 with or without padding: guest libraries differ, and padding carries
+/// no information.
+const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// How much of a malformed output is quoted in the failure message: enough to recognise it.
 const OUTPUT_EXCERPT_BYTES: usize = 200;
@@ -541,17 +549,26 @@ fn encode<T: Serialize>(value: &T, capacity: usize) -> Result<Vec<u8>, PluginFai
 }
 
 fn decode<'a, T: Deserialize<'a>>(hook: Hook, output: &'a [u8]) -> Result<T, PluginFailure> {
-    serde_json::from_slice(output).map_err(|e| {
+    let excerpt = || {
         let end = output.len().min(OUTPUT_EXCERPT_BYTES).min(
             output
                 .iter()
                 .position(|&b| b == b'\n')
                 .unwrap_or(usize::MAX),
         );
-        let excerpt = String::from_utf8_lossy(output.get(..end).unwrap_or_default());
+        let text = String::from_utf8_lossy(output.get(..end).unwrap_or_default());
         let ellipsis = if end < output.len() { "…" } else { "" };
-        malformed(hook, &format!("{e} (output: {excerpt}{ellipsis})"))
-    })
+        format!("(output: {text}{ellipsis})")
+    };
+    // serde would also read a struct from a JSON array (by position); the ABI says object.
+    let first = output.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b == b'[') {
+        return Err(malformed(
+            hook,
+            &format!("the output is not a JSON object {}", excerpt()),
+        ));
+    }
+    serde_json::from_slice(output).map_err(|e| malformed(hook, &format!("{e} {}", excerpt())))
 }
 
 fn malformed(hook: Hook, detail: &str) -> PluginFailure {
@@ -870,7 +887,7 @@ impl HttpMessageOutput {
             .map_err(bad)?;
         let body = self
             .body
-            .map(|b| BASE64.decode(b.as_bytes()).map(Bytes::from))
+            .map(|b| BASE64_LENIENT.decode(b.as_bytes()).map(Bytes::from))
             .transpose()
             .map_err(|e| malformed(hook, &format!("body is not valid base64: {e}")))?;
         if let Some(status) = self.status_code
