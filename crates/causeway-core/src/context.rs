@@ -43,9 +43,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn new(request_id: impl Into<String>, headers: HeaderMap) -> Self {
-        let key_pin = header_str(&headers, "x-bf-api-key-id")
-            .map(|s| KeyPin::Id(s.to_owned()))
-            .or_else(|| header_str(&headers, "x-bf-api-key").map(|s| KeyPin::Name(s.to_owned())));
+        let key_pin = key_pin(&headers);
         RequestContext {
             request_id: request_id.into(),
             started: Instant::now(),
@@ -62,6 +60,19 @@ impl RequestContext {
     pub fn header(&self, name: &str) -> Option<&str> {
         header_str(&self.headers, name)
     }
+
+    /// Replaces the request headers (an HTTP pre-hook changed them); routing hints that come
+    /// from headers follow.
+    pub fn set_headers(&mut self, headers: HeaderMap) {
+        self.key_pin = key_pin(&headers);
+        self.headers = headers;
+    }
+}
+
+fn key_pin(headers: &HeaderMap) -> Option<KeyPin> {
+    header_str(headers, "x-bf-api-key-id")
+        .map(|s| KeyPin::Id(s.to_owned()))
+        .or_else(|| header_str(headers, "x-bf-api-key").map(|s| KeyPin::Name(s.to_owned())))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -243,3 +243,143 @@ impl PluginChain {
         Ok(Some(chunk))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use causeway_core::{RawObject, RequestType, RouteInfo};
+
+    use super::*;
+    use crate::plugin::{BoxFuture, PreLlmOutcome};
+
+    /// Records its hook calls into a shared journal; optionally short-circuits.
+    struct Probe {
+        name: &'static str,
+        journal: Arc<Mutex<Vec<String>>>,
+        short_circuit: bool,
+        fail: bool,
+    }
+
+    impl Plugin for Probe {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn hooks(&self) -> HookSet {
+            HookSet {
+                pre_llm: true,
+                post_llm: true,
+                ..HookSet::default()
+            }
+        }
+        fn pre_llm<'a>(
+            &'a self,
+            _ctx: &'a mut RequestContext,
+            _req: &'a mut LlmRequest,
+        ) -> BoxFuture<'a, Result<PreLlmOutcome, PluginFailure>> {
+            Box::pin(async move {
+                self.journal
+                    .lock()
+                    .unwrap()
+                    .push(format!("pre:{}", self.name));
+                if self.fail {
+                    return Err(PluginFailure("boom".into()));
+                }
+                if self.short_circuit {
+                    return Ok(PreLlmOutcome::ShortCircuit(Ok(LlmResponse::Complete {
+                        body: Bytes::from_static(b"{}"),
+                        route: RouteInfo::default(),
+                    })));
+                }
+                Ok(PreLlmOutcome::Continue)
+            })
+        }
+        fn post_llm<'a>(
+            &'a self,
+            _ctx: &'a mut RequestContext,
+            _result: &'a mut Result<LlmResponse, GatewayError>,
+        ) -> BoxFuture<'a, Result<(), PluginFailure>> {
+            Box::pin(async move {
+                self.journal
+                    .lock()
+                    .unwrap()
+                    .push(format!("post:{}", self.name));
+                Ok(())
+            })
+        }
+    }
+
+    fn chain(
+        specs: &[(&'static str, bool, bool)],
+        journal: &Arc<Mutex<Vec<String>>>,
+    ) -> PluginChain {
+        PluginChain::new(
+            specs
+                .iter()
+                .map(|(name, short, fail)| {
+                    let p = Probe {
+                        name,
+                        journal: journal.clone(),
+                        short_circuit: *short,
+                        fail: *fail,
+                    };
+                    ChainEntry {
+                        name: (*name).to_owned(),
+                        hooks: p.hooks(),
+                        plugin: Arc::new(p),
+                        health: Arc::default(),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn request() -> LlmRequest {
+        LlmRequest {
+            request_type: RequestType::ChatCompletion,
+            provider: "openai".into(),
+            model: "m".into(),
+            fallbacks: vec![],
+            stream: false,
+            body: RawObject::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn post_hooks_run_in_reverse_for_plugins_whose_pre_ran() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let c = chain(
+            &[("a", false, false), ("b", true, false), ("c", false, false)],
+            &journal,
+        );
+        let mut ctx = RequestContext::new("r", http::HeaderMap::new());
+        let mut req = request();
+        let (short, ran) = c.run_pre_llm(&mut ctx, &mut req).await;
+        assert!(short.is_some());
+        let result = c.run_post_llm(&mut ctx, ran, short.unwrap()).await;
+        assert!(result.is_ok());
+        // c never saw the request, so its post hook does not run.
+        assert_eq!(
+            *journal.lock().unwrap(),
+            ["pre:a", "pre:b", "post:b", "post:a"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_plugin_is_skipped_and_recorded() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let c = chain(&[("a", false, true), ("b", false, false)], &journal);
+        let mut ctx = RequestContext::new("r", http::HeaderMap::new());
+        let mut req = request();
+        for _ in 0..ERROR_AFTER_FAILURES {
+            let (short, ran) = c.run_pre_llm(&mut ctx, &mut req).await;
+            assert!(short.is_none());
+            assert_eq!(ran, 2);
+        }
+        let health = &c.entries()[0].health;
+        assert!(health.failing());
+        assert!(health.logs().iter().any(|l| l.contains("boom")));
+        assert!(!c.entries()[1].health.failing());
+    }
+}

@@ -211,6 +211,18 @@ pub async fn run_llm(
                 Ok(None) => {}
                 Err(e) => return door.error(&e, &request_id),
             }
+            // Header changes made by plugins count for routing and forwarding.
+            let mut changed = HeaderMap::with_capacity(hr.headers.len());
+            for (k, v) in &hr.headers {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    changed.append(n, v);
+                }
+            }
+            ctx.set_headers(changed);
+            ctx.forward_headers = forward_headers(&ctx.headers);
         }
         bytes = hr.body.clone();
         http_req = Some(hr);

@@ -493,3 +493,56 @@ async fn reload_while_requests_are_in_flight() {
     let (_, v) = json_of(h.chat("openai/gpt-4o").await).await;
     assert_eq!(content_of(&v), "new version");
 }
+
+#[tokio::test]
+async fn every_fallback_attempt_reruns_pre_llm_hooks() {
+    let m = MockServer::start(MockConfig {
+        content: "from groq".into(),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let h = Harness::start(Some(
+        json!({"providers": {"groq": provider(&m.base_url(), &[("k", "sk-groq-11111111111")])}}),
+    ))
+    .await;
+    // The mocker fails requests for openai only; the fallback attempt (groq) passes it.
+    let (s, v) = json_of(
+        h.post(
+            "/api/plugins",
+            &json!({"name": "mocker", "enabled": true, "config": {"default_behavior": "passthrough", "rules": [{
+                "name": "openai-down",
+                "conditions": {"providers": ["openai"]},
+                "responses": [{"type": "error", "error": {"message": "mocked outage", "status_code": 503}}]
+            }]}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let mut body = chat_body("openai/gpt-4o");
+    body["fallbacks"] = json!(["groq/llama-3.1-8b-instant"]);
+    let (s, v) = json_of(h.post("/v1/chat/completions", &body).await).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(content_of(&v), "from groq");
+    assert_eq!(m.request_count(), 1);
+
+    // A mocked error that forbids fallbacks stops there.
+    let (s, _) = json_of(
+        h.put(
+            "/api/plugins/mocker",
+            &json!({"config": {"rules": [{
+                "name": "openai-down",
+                "conditions": {"providers": ["openai"]},
+                "responses": [{"type": "error", "allow_fallbacks": false, "error": {"message": "hard stop", "status_code": 451}}]
+            }]}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, v) = json_of(h.post("/v1/chat/completions", &body).await).await;
+    assert_eq!(s, 451, "{v}");
+    assert_eq!(v["error"]["message"], "hard stop");
+    assert_eq!(m.request_count(), 1, "no fallback attempt was made");
+}

@@ -89,6 +89,15 @@ impl Harness {
     pub async fn chat(&self, model: &str) -> reqwest::Response {
         self.post("/v1/chat/completions", &chat_body(model)).await
     }
+
+    /// A chat to `openai/gpt-4o` whose only user message is `prompt`.
+    pub async fn chat_prompt(&self, prompt: &str) -> reqwest::Response {
+        self.post(
+            "/v1/chat/completions",
+            &json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": prompt}]}),
+        )
+        .await
+    }
 }
 
 pub fn chat_body(model: &str) -> Value {
@@ -131,4 +140,75 @@ pub async fn sse_data(resp: reqwest::Response) -> Vec<String> {
             (!data.is_empty()).then(|| data.join("\n"))
         })
         .collect()
+}
+
+// ---- helpers added for the governance and auth tests ------------------------------------
+
+/// Any request with extra headers (credentials, virtual keys); `body` is sent as JSON.
+pub async fn send(
+    h: &Harness,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut rb = h.http.request(method, h.url(path));
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    if let Some(b) = body {
+        rb = rb.json(b);
+    }
+    rb.send().await.unwrap()
+}
+
+/// A provider block whose keys carry explicit ids: (id, value, weight).
+pub fn provider_with_key_ids(base_url: &str, keys: &[(&str, &str, f64)]) -> Value {
+    json!({
+        "keys": keys.iter().map(|(id, v, w)| json!({"id": id, "name": id, "value": v, "models": ["*"], "weight": w})).collect::<Vec<_>>(),
+        "network_config": {"base_url": base_url, "max_retries": 0, "retry_backoff_initial": 1, "retry_backoff_max": 5}
+    })
+}
+
+/// Creates a virtual key through the API (with `auth` headers); asserts 200 and returns
+/// (id, full value).
+pub async fn create_vk(h: &Harness, body: &Value, auth: &[(&str, &str)]) -> (String, String) {
+    let (s, v) = json_of(
+        send(
+            h,
+            reqwest::Method::POST,
+            "/api/governance/virtual-keys",
+            Some(body),
+            auth,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "create virtual key {body}: {v}");
+    let id = v["virtual_key"]["id"].as_str().expect("id").to_owned();
+    let value = v["virtual_key"]["value"]
+        .as_str()
+        .expect("value")
+        .to_owned();
+    assert!(value.starts_with("sk-bf-"), "{v}");
+    (id, value)
+}
+
+/// Re-evaluates `check` until it gives `Some` (a state reached asynchronously by the server,
+/// e.g. after a client disconnect) or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
