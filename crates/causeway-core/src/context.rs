@@ -8,6 +8,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::llm::Usage;
+use crate::record::RequestTrace;
 
 /// Where the engine records a stream's token usage as it passes by, for whoever needs it
 /// when the stream ends (budget settlement, logs), even if the client never asked for it.
@@ -39,6 +40,10 @@ pub struct RequestContext {
     pub extensions: http::Extensions,
     /// Usage of the streamed answer, filled by the engine when the usage chunk passes.
     pub stream_usage: UsageCell,
+    /// Timings of attempts and hooks, for observers.
+    pub trace: RequestTrace,
+    /// Index of the target being tried: 0 = primary, 1.. = fallbacks.
+    pub target_index: u32,
 }
 
 impl RequestContext {
@@ -54,6 +59,8 @@ impl RequestContext {
             forward_headers: Vec::new(),
             extensions: http::Extensions::new(),
             stream_usage: UsageCell::default(),
+            trace: RequestTrace::default(),
+            target_index: 0,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod context;
 pub mod error;
 pub mod llm;
 pub mod raw;
+pub mod record;
 pub mod secret;
 pub mod sse;
 
@@ -13,3 +14,4 @@ pub use context::{KeyPin, RequestContext, UsageCell};
 pub use error::{ErrorClass, ExtraFields, GatewayError, RetryHint};
 pub use llm::{ChunkStream, LlmRequest, LlmResponse, ModelRef, RequestType, RouteInfo, Usage};
 pub use raw::RawObject;
+pub use record::{AttemptSpan, HookSpan, Outcome, RequestRecord, RequestTrace};

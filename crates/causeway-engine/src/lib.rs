@@ -104,6 +104,7 @@ impl Engine {
                 req.model = t.model.clone();
             }
             let is_fallback = i > 0;
+            ctx.target_index = i as u32;
             let (short, ran) = chain.run_pre_llm(ctx, &mut req).await;
             let result = match short {
                 Some(r) => r,
@@ -138,7 +139,7 @@ impl Engine {
     /// and key retirement on 401/402/403, all under the provider's concurrency limit.
     async fn call_target(
         &self,
-        ctx: &RequestContext,
+        ctx: &mut RequestContext,
         table: &RoutingTable,
         req: &LlmRequest,
         is_fallback: bool,
@@ -204,6 +205,7 @@ impl Engine {
             }
             let key = key_idx.map(|i| &route.keys[i]);
             attempts += 1;
+            let attempt_start = std::time::Instant::now();
             let result = self
                 .providers
                 .execute(
@@ -214,6 +216,25 @@ impl Engine {
                     &ctx.forward_headers,
                 )
                 .await;
+            ctx.trace.attempts.push(causeway_core::AttemptSpan {
+                provider: route.name.clone(),
+                model: req.model.clone(),
+                key_id: key.map(|k| k.id.clone()),
+                target_index: ctx.target_index,
+                start: attempt_start,
+                end: std::time::Instant::now(),
+                status: match &result {
+                    Ok(_) => 200,
+                    Err(e)
+                        if e.class() == ErrorClass::ProviderConnectionFailed
+                            || e.class() == ErrorClass::ProviderTimeout =>
+                    {
+                        0
+                    }
+                    Err(e) => e.status(),
+                },
+                error_type: result.as_ref().err().map(|e| e.class().as_str().to_owned()),
+            });
             let route_info = || RouteInfo {
                 provider: route.name.clone(),
                 model: req.model.clone(),

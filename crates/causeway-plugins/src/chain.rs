@@ -76,6 +76,25 @@ impl PluginHealth {
     }
 }
 
+/// Hook timings feed traces; kept bounded so a long chain cannot grow a request's memory.
+fn record_span(
+    ctx: &mut RequestContext,
+    e: &ChainEntry,
+    hook: &'static str,
+    start: std::time::Instant,
+    failed: bool,
+) {
+    if ctx.trace.hooks.len() < 256 {
+        ctx.trace.hooks.push(causeway_core::HookSpan {
+            plugin: e.name.clone(),
+            hook,
+            start,
+            end: std::time::Instant::now(),
+            failed,
+        });
+    }
+}
+
 #[derive(Clone)]
 pub struct ChainEntry {
     /// The configured (display) name.
@@ -100,6 +119,7 @@ impl PluginChain {
             any.stream_chunk |= e.hooks.stream_chunk;
             any.pre_llm |= e.hooks.pre_llm;
             any.post_llm |= e.hooks.post_llm;
+            any.observe |= e.hooks.observe;
         }
         PluginChain { entries, any }
     }
@@ -124,7 +144,10 @@ impl PluginChain {
     ) -> Result<Option<HttpResponse>, GatewayError> {
         for e in self.entries.iter().filter(|e| e.hooks.http_pre) {
             let (method, path) = (req.method.clone(), req.path.clone());
-            match e.plugin.http_pre(ctx, req).await {
+            let start = std::time::Instant::now();
+            let out = e.plugin.http_pre(ctx, req).await;
+            record_span(ctx, e, "http_pre_hook", start, out.is_err());
+            match out {
                 Ok(HttpPreOutcome::Continue) => e.health.success(),
                 Ok(HttpPreOutcome::Respond(resp)) => {
                     e.health.success();
@@ -157,7 +180,10 @@ impl PluginChain {
         resp: &mut HttpResponse,
     ) {
         for e in self.entries.iter().rev().filter(|e| e.hooks.http_post) {
-            match e.plugin.http_post(ctx, req, resp).await {
+            let start = std::time::Instant::now();
+            let out = e.plugin.http_post(ctx, req, resp).await;
+            record_span(ctx, e, "http_post_hook", start, out.is_err());
+            match out {
                 Ok(()) => e.health.success(),
                 Err(PluginFailure(msg)) => e
                     .health
@@ -177,7 +203,10 @@ impl PluginChain {
             if !e.hooks.pre_llm {
                 continue;
             }
-            match e.plugin.pre_llm(ctx, req).await {
+            let start = std::time::Instant::now();
+            let out = e.plugin.pre_llm(ctx, req).await;
+            record_span(ctx, e, "pre_hook", start, out.is_err());
+            match out {
                 Ok(PreLlmOutcome::Continue) => e.health.success(),
                 Ok(PreLlmOutcome::ShortCircuit(result)) => {
                     e.health.success();
@@ -203,7 +232,10 @@ impl PluginChain {
             if !e.hooks.post_llm {
                 continue;
             }
-            match e.plugin.post_llm(ctx, &mut result).await {
+            let start = std::time::Instant::now();
+            let out = e.plugin.post_llm(ctx, &mut result).await;
+            record_span(ctx, e, "post_hook", start, out.is_err());
+            match out {
                 Ok(()) => e.health.success(),
                 Err(PluginFailure(msg)) => e
                     .health
@@ -211,6 +243,13 @@ impl PluginChain {
             }
         }
         result
+    }
+
+    /// Hands the finished record to every observer plugin.
+    pub fn run_observe(&self, record: &Arc<causeway_core::RequestRecord>) {
+        for e in self.entries.iter().filter(|e| e.hooks.observe) {
+            e.plugin.observe(record);
+        }
     }
 
     /// Runs stream-chunk hooks in reverse order (as post hooks do).

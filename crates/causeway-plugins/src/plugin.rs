@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use causeway_core::{GatewayError, LlmRequest, LlmResponse, RequestContext};
+use causeway_core::{GatewayError, LlmRequest, LlmResponse, RequestContext, RequestRecord};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -17,13 +17,15 @@ pub struct HookSet {
     pub stream_chunk: bool,
     pub pre_llm: bool,
     pub post_llm: bool,
+    /// Receives the finished `RequestRecord` (logs, metrics, traces).
+    pub observe: bool,
 }
 
 impl HookSet {
     /// `status.types`: `llm` for pre/post LLM hooks, `http` for the HTTP hooks.
     pub fn types(&self) -> Vec<&'static str> {
         let mut t = Vec::new();
-        if self.pre_llm || self.post_llm {
+        if self.pre_llm || self.post_llm || self.observe {
             t.push("llm");
         }
         if self.http_pre || self.http_post || self.stream_chunk {
@@ -128,6 +130,10 @@ pub trait Plugin: Send + Sync {
     ) -> Result<ChunkOutcome, PluginFailure> {
         Ok(ChunkOutcome::Send(chunk))
     }
+
+    /// Called once per request after the answer (or the stream) is over, with what happened.
+    /// Must return quickly: copy what is needed and hand it to a background task.
+    fn observe(&self, _record: &std::sync::Arc<RequestRecord>) {}
 
     /// Called when the plugin is removed or replaced.
     fn cleanup(&self) -> BoxFuture<'_, Result<(), PluginFailure>> {

@@ -22,6 +22,7 @@ use http::{HeaderMap, HeaderValue, header};
 use serde_json::{Map, Value};
 
 use crate::inference::{Door, decode_object, run_llm};
+use crate::observe::StreamTap;
 use crate::state::AppState;
 
 pub async fn messages(
@@ -68,6 +69,7 @@ pub fn stream_response(
     ctx: RequestContext,
     chain: Arc<PluginChain>,
     chunks: ChunkStream,
+    tap: StreamTap,
 ) -> Response {
     let request_id = ctx.request_id.clone();
     let run_hooks = chain.hooks().stream_chunk;
@@ -77,6 +79,12 @@ pub fn stream_response(
         chain: Arc<PluginChain>,
         conv: ChatToMessagesStream,
         done: bool,
+        tap: StreamTap,
+    }
+    impl Drop for St {
+        fn drop(&mut self) {
+            self.tap.cancel(&mut self.ctx);
+        }
     }
     let st = St {
         chunks,
@@ -84,6 +92,7 @@ pub fn stream_response(
         chain,
         conv: ChatToMessagesStream::new(),
         done: false,
+        tap,
     };
     let frames = futures_util::stream::unfold(st, move |mut st| async move {
         if st.done {
@@ -99,12 +108,14 @@ pub fn stream_response(
                             Ok(None) => continue,
                             Err(e) => {
                                 st.done = true;
+                                st.tap.error(&mut st.ctx, &e);
                                 return Some((Ok::<Bytes, std::io::Error>(error_event(&e)), st));
                             }
                         }
                     } else {
                         chunk
                     };
+                    st.tap.chunk(&mut st.ctx, &chunk);
                     match serde_json::from_slice::<Value>(&chunk) {
                         Ok(v) => st.conv.on_chunk(&v),
                         Err(_) => continue,
@@ -112,10 +123,12 @@ pub fn stream_response(
                 }
                 Some(Err(e)) => {
                     st.done = true;
+                    st.tap.error(&mut st.ctx, &e);
                     return Some((Ok(error_event(&e)), st));
                 }
                 None => {
                     st.done = true;
+                    st.tap.end(&mut st.ctx);
                     st.conv.finish()
                 }
             };

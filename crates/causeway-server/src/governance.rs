@@ -195,6 +195,15 @@ impl Plugin for GovernancePlugin {
                         "virtual_key_id".into(),
                         serde_json::Value::String(grant.vk_id.clone()),
                     );
+                    for (k, v) in [
+                        ("team_id", &grant.team_id),
+                        ("customer_id", &grant.customer_id),
+                    ] {
+                        if let Some(v) = v {
+                            ctx.values
+                                .insert(k.into(), serde_json::Value::String(v.clone()));
+                        }
+                    }
                     ctx.extensions.insert(PendingSlot::new(PendingGrant {
                         reservation: grant.reservation,
                         provider: req.provider.clone(),

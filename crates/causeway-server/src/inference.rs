@@ -19,6 +19,7 @@ use serde::de::IgnoredAny;
 
 use crate::body::read_limited;
 use crate::error::{error_response, json_response};
+use crate::observe::{End, Observation, StreamTap};
 use crate::state::AppState;
 
 pub async fn chat_completions(
@@ -135,10 +136,16 @@ impl Door {
         }
     }
 
-    fn stream(self, ctx: RequestContext, chain: Arc<PluginChain>, chunks: ChunkStream) -> Response {
+    fn stream(
+        self,
+        ctx: RequestContext,
+        chain: Arc<PluginChain>,
+        chunks: ChunkStream,
+        tap: StreamTap,
+    ) -> Response {
         match self {
-            Door::OpenAi(_) => sse_response(ctx, chain, chunks),
-            Door::Anthropic => crate::anthropic_route::stream_response(ctx, chain, chunks),
+            Door::OpenAi(_) => sse_response(ctx, chain, chunks, tap),
+            Door::Anthropic => crate::anthropic_route::stream_response(ctx, chain, chunks, tap),
         }
     }
 
@@ -228,13 +235,37 @@ pub async fn run_llm(
         http_req = Some(hr);
     }
 
+    let mut obs = Observation::start(&st, &chain, uri.path(), &ctx);
     let request = match door.decode(&st, &bytes) {
         Ok(r) => r,
-        Err(e) => return door.error(&e, &request_id),
+        Err(e) => {
+            if let Some(o) = obs {
+                o.finish(&mut ctx, End::Error(&e));
+            }
+            return door.error(&e, &request_id);
+        }
     };
+    if let Some(o) = &mut obs {
+        o.request(&request);
+    }
     let result = st.engine.execute(&mut ctx, &chain, request).await;
+    match (&result, obs.is_some()) {
+        (Ok(LlmResponse::Complete { body, route }), true) => {
+            if let Some(o) = obs.take() {
+                o.finish(&mut ctx, End::Complete { route, body });
+            }
+        }
+        (Err(e), true) => {
+            if let Some(o) = obs.take() {
+                o.finish(&mut ctx, End::Error(e));
+            }
+        }
+        _ => {}
+    }
     let (mut resp, error) = match result {
-        Ok(LlmResponse::Stream { chunks, .. }) => return door.stream(ctx, chain, chunks),
+        Ok(LlmResponse::Stream { chunks, route }) => {
+            return door.stream(ctx, chain, chunks, StreamTap::new(obs, route));
+        }
         Ok(LlmResponse::Complete { body, .. }) => match door.encode_complete(body) {
             Ok(body) => (
                 HttpResponse {
@@ -449,7 +480,12 @@ fn hook_response(resp: HttpResponse, request_id: &str) -> Response {
 /// The SSE answer: one `data:` frame per chunk as soon as it arrives, `[DONE]` at the end,
 /// or one error event if the upstream fails mid-stream. Dropping the body (client gone)
 /// drops the upstream stream, which cancels the provider request.
-pub fn sse_response(ctx: RequestContext, chain: Arc<PluginChain>, chunks: ChunkStream) -> Response {
+pub fn sse_response(
+    ctx: RequestContext,
+    chain: Arc<PluginChain>,
+    chunks: ChunkStream,
+    tap: StreamTap,
+) -> Response {
     let request_id = ctx.request_id.clone();
     let run_hooks = chain.hooks().stream_chunk;
     struct St {
@@ -457,12 +493,19 @@ pub fn sse_response(ctx: RequestContext, chain: Arc<PluginChain>, chunks: ChunkS
         ctx: RequestContext,
         chain: Arc<PluginChain>,
         done: bool,
+        tap: StreamTap,
+    }
+    impl Drop for St {
+        fn drop(&mut self) {
+            self.tap.cancel(&mut self.ctx);
+        }
     }
     let st = St {
         chunks,
         ctx,
         chain,
         done: false,
+        tap,
     };
     let frames = futures_util::stream::unfold(st, move |mut st| async move {
         if st.done {
@@ -477,6 +520,7 @@ pub fn sse_response(ctx: RequestContext, chain: Arc<PluginChain>, chunks: ChunkS
                             Ok(None) => continue,
                             Err(e) => {
                                 st.done = true;
+                                st.tap.error(&mut st.ctx, &e);
                                 let frame = error_frame(&e, &st.ctx.request_id);
                                 return Some((Ok::<Bytes, std::io::Error>(frame), st));
                             }
@@ -484,15 +528,18 @@ pub fn sse_response(ctx: RequestContext, chain: Arc<PluginChain>, chunks: ChunkS
                     } else {
                         chunk
                     };
+                    st.tap.chunk(&mut st.ctx, &chunk);
                     return Some((Ok(data_frame(&chunk)), st));
                 }
                 Some(Err(e)) => {
                     st.done = true;
+                    st.tap.error(&mut st.ctx, &e);
                     let frame = error_frame(&e, &st.ctx.request_id);
                     return Some((Ok(frame), st));
                 }
                 None => {
                     st.done = true;
+                    st.tap.end(&mut st.ctx);
                     return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st));
                 }
             }

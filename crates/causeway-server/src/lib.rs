@@ -19,6 +19,7 @@ pub mod error;
 pub mod gateway;
 pub mod governance;
 pub mod inference;
+pub mod observe;
 pub mod plugin_setup;
 pub mod state;
 

@@ -1,0 +1,145 @@
+//! What happened to one request, for observers (request logs, metrics, traces): timings of
+//! the request, of every upstream attempt and of every plugin hook, filled in as the request
+//! runs, and the finished `RequestRecord` handed to observer plugins once the answer (or the
+//! stream) is over. Observers must not slow the request: they copy and enqueue.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Map, Value};
+
+use crate::llm::Usage;
+
+/// One upstream attempt (a try of one key of one target; retries are separate attempts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptSpan {
+    pub provider: String,
+    pub model: String,
+    pub key_id: Option<String>,
+    /// Index of the target: 0 = primary, 1.. = fallbacks.
+    pub target_index: u32,
+    pub start: Instant,
+    pub end: Instant,
+    /// HTTP status the upstream answered (0 = no answer: connection error, timeout).
+    pub status: u16,
+    pub error_type: Option<String>,
+}
+
+/// One plugin hook call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookSpan {
+    pub plugin: String,
+    pub hook: &'static str,
+    pub start: Instant,
+    pub end: Instant,
+    pub failed: bool,
+}
+
+/// Timings collected while the request runs (kept in the request context).
+#[derive(Debug, Clone, Default)]
+pub struct RequestTrace {
+    pub attempts: Vec<AttemptSpan>,
+    pub hooks: Vec<HookSpan>,
+    /// When the first streamed chunk reached the client.
+    pub first_chunk: Option<Instant>,
+    /// Chunks sent to the client (streams).
+    pub chunks: u64,
+    /// Largest gap between two streamed chunks.
+    pub max_chunk_gap: Option<Duration>,
+    pub last_chunk: Option<Instant>,
+}
+
+impl RequestTrace {
+    pub fn chunk_sent(&mut self, now: Instant) {
+        if self.first_chunk.is_none() {
+            self.first_chunk = Some(now);
+        }
+        if let Some(last) = self.last_chunk {
+            let gap = now.saturating_duration_since(last);
+            if self.max_chunk_gap.is_none_or(|g| gap > g) {
+                self.max_chunk_gap = Some(gap);
+            }
+        }
+        self.last_chunk = Some(now);
+        self.chunks += 1;
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Error,
+    /// The client went away before the answer was complete.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Error => "error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The finished request, as observers receive it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub started_at: SystemTime,
+    pub started: Instant,
+    pub ended: Instant,
+    /// HTTP path of the front door (`/v1/chat/completions`, `/anthropic/v1/messages`, ...).
+    pub route: String,
+    /// `chat_completion`, `chat_completion_stream`, ...
+    pub request_type: &'static str,
+    pub stream: bool,
+    /// As requested: `provider/model`.
+    pub requested_provider: Option<String>,
+    pub requested_model: Option<String>,
+    /// What served the request (or failed last).
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub key_id: Option<String>,
+    pub virtual_key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub outcome: Outcome,
+    pub status_code: u16,
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+    pub usage: Option<Usage>,
+    /// USD; `None` when the model has no price.
+    pub cost: Option<f64>,
+    pub trace: RequestTrace,
+    /// Request and response content, when content logging is on (already truncated).
+    pub input: Option<String>,
+    pub output: Option<String>,
+    /// `x-bf-dim-<name>` header values, by name.
+    pub dimensions: Map<String, Value>,
+    /// The caller's `traceparent`, if any (W3C trace context).
+    pub traceparent: Option<String>,
+}
+
+impl RequestRecord {
+    pub fn latency(&self) -> Duration {
+        self.ended.saturating_duration_since(self.started)
+    }
+
+    pub fn time_to_first_token(&self) -> Option<Duration> {
+        self.trace
+            .first_chunk
+            .map(|t| t.saturating_duration_since(self.started))
+    }
+
+    /// Upstream attempts beyond the first.
+    pub fn retries(&self) -> u32 {
+        (self.trace.attempts.len() as u32).saturating_sub(1)
+    }
+
+    /// Index of the target that served (or failed last): 0 = primary.
+    pub fn fallback_index(&self) -> u32 {
+        self.trace.attempts.last().map_or(0, |a| a.target_index)
+    }
+}
