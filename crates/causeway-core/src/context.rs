@@ -8,7 +8,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::llm::Usage;
-use crate::record::RequestTrace;
+use crate::record::{RequestTrace, TraceContext};
 
 /// Where the engine records a stream's token usage as it passes by, for whoever needs it
 /// when the stream ends (budget settlement, logs), even if the client never asked for it.
@@ -44,11 +44,14 @@ pub struct RequestContext {
     pub trace: RequestTrace,
     /// Index of the target being tried: 0 = primary, 1.. = fallbacks.
     pub target_index: u32,
+    /// W3C trace context (from the caller's `traceparent`, or new).
+    pub trace_context: TraceContext,
 }
 
 impl RequestContext {
     pub fn new(request_id: impl Into<String>, headers: HeaderMap) -> Self {
         let key_pin = key_pin(&headers);
+        let trace_context = TraceContext::from_traceparent(header_str(&headers, "traceparent"));
         RequestContext {
             request_id: request_id.into(),
             started: Instant::now(),
@@ -61,6 +64,7 @@ impl RequestContext {
             stream_usage: UsageCell::default(),
             trace: RequestTrace::default(),
             target_index: 0,
+            trace_context,
         }
     }
 

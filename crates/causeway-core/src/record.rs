@@ -64,6 +64,82 @@ impl RequestTrace {
     }
 }
 
+/// W3C trace context of one request: continued from the caller's `traceparent` when it sent
+/// one, else a new trace. `span_id` is the gateway's request span; it is what the provider
+/// sees as parent in the `traceparent` Causeway forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; anything else starts a new trace.
+    pub fn from_traceparent(header: Option<&str>) -> TraceContext {
+        let fresh = uuid::Uuid::new_v4().into_bytes();
+        let mut span_id = [0u8; 8];
+        span_id.copy_from_slice(&uuid::Uuid::new_v4().into_bytes()[..8]);
+        if let Some((trace_id, parent, flags)) = header.and_then(parse_traceparent) {
+            return TraceContext {
+                trace_id,
+                span_id,
+                parent_span_id: Some(parent),
+                sampled: flags & 1 == 1,
+            };
+        }
+        TraceContext {
+            trace_id: fresh,
+            span_id,
+            parent_span_id: None,
+            sampled: true,
+        }
+    }
+
+    /// The `traceparent` to send upstream (the gateway's span as parent).
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{}",
+            hex(&self.trace_id),
+            hex(&self.span_id),
+            if self.sampled { "01" } else { "00" }
+        )
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_traceparent(h: &str) -> Option<([u8; 16], [u8; 8], u8)> {
+    let mut parts = h.trim().split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let parent = parts.next()?;
+    let flags = parts.next()?;
+    if version.len() != 2
+        || version == "ff"
+        || trace.len() != 32
+        || parent.len() != 16
+        || flags.len() != 2
+    {
+        return None;
+    }
+    let mut t = [0u8; 16];
+    let mut p = [0u8; 8];
+    for (i, b) in t.iter_mut().enumerate() {
+        *b = u8::from_str_radix(trace.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    for (i, b) in p.iter_mut().enumerate() {
+        *b = u8::from_str_radix(parent.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    if t.iter().all(|b| *b == 0) || p.iter().all(|b| *b == 0) {
+        return None;
+    }
+    Some((t, p, u8::from_str_radix(flags, 16).ok()?))
+}
+
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -118,8 +194,8 @@ pub struct RequestRecord {
     pub output: Option<String>,
     /// `x-bf-dim-<name>` header values, by name.
     pub dimensions: Map<String, Value>,
-    /// The caller's `traceparent`, if any (W3C trace context).
-    pub traceparent: Option<String>,
+    /// W3C trace context of the request (continues the caller's trace when it sent one).
+    pub trace_context: TraceContext,
 }
 
 impl RequestRecord {
@@ -141,5 +217,42 @@ impl RequestRecord {
     /// Index of the target that served (or failed last): 0 = primary.
     pub fn fallback_index(&self) -> u32 {
         self.trace.attempts.last().map_or(0, |a| a.target_index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continues_a_valid_traceparent() {
+        let t = TraceContext::from_traceparent(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ));
+        assert_eq!(hex(&t.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            t.parent_span_id.map(|p| hex(&p)).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+        assert!(t.sampled);
+        let out = t.traceparent();
+        assert!(out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(
+            !out.contains("00f067aa0ba902b7"),
+            "the gateway's own span is the parent upstream"
+        );
+    }
+
+    #[test]
+    fn malformed_traceparent_starts_a_new_trace() {
+        for bad in [
+            "",
+            "garbage",
+            "00-0000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            let t = TraceContext::from_traceparent(Some(bad));
+            assert!(t.parent_span_id.is_none(), "{bad}");
+        }
     }
 }

@@ -203,6 +203,7 @@ pub async fn run_llm(
     let chain = st.chain.load_full();
     let mut ctx = RequestContext::new(request_id.clone(), headers);
     ctx.forward_headers = forward_headers(&ctx.headers);
+    push_traceparent(&mut ctx);
     if let crate::auth::Caller::VirtualKey(vk) = caller {
         ctx.extensions.insert(vk);
     }
@@ -230,6 +231,7 @@ pub async fn run_llm(
             }
             ctx.set_headers(changed);
             ctx.forward_headers = forward_headers(&ctx.headers);
+            push_traceparent(&mut ctx);
         }
         bytes = hr.body.clone();
         http_req = Some(hr);
@@ -394,6 +396,14 @@ fn parse_fallbacks(raw: &str) -> Result<Vec<ModelRef>, GatewayError> {
     list.iter()
         .map(|s| ModelRef::parse(s).ok_or_else(bad))
         .collect()
+}
+
+/// Propagates the W3C trace to the provider, with the gateway's request span as parent.
+fn push_traceparent(ctx: &mut RequestContext) {
+    if let Ok(v) = HeaderValue::from_str(&ctx.trace_context.traceparent()) {
+        ctx.forward_headers
+            .push((HeaderName::from_static("traceparent"), v));
+    }
 }
 
 /// Headers never forwarded upstream, even if asked with `x-bf-eh-`.

@@ -195,7 +195,7 @@ impl Observation {
             input: self.input,
             output,
             dimensions: dimensions(ctx),
-            traceparent: ctx.header("traceparent").map(str::to_owned),
+            trace_context: ctx.trace_context,
         };
         self.chain.run_observe(&Arc::new(record));
     }
