@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import anthropic
@@ -659,6 +660,90 @@ def test_anthropic_upstream_429_stream(ant):
     with pytest.raises(anthropic.RateLimitError) as info:
         with ant.messages.stream(model=RATE_LIMITED_ANTHROPIC_MODEL, max_tokens=64, messages=USER_HI) as stream:
             stream.get_final_message()
+    assert info.value.status_code == 429
+
+
+# --------------------------------------------------------------------------------------------
+# Virtual keys (governance): the SDKs' own api_key carries an sk-bf- key
+# --------------------------------------------------------------------------------------------
+
+
+def api(stack, method: str, path: str, body: dict | None = None) -> dict:
+    """Calls the management API (open to loopback clients: the stack configures no auth)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        f"{stack.url}{path}", data=data, method=method, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT) as resp:
+        return json.loads(resp.read())
+
+
+def create_virtual_key(stack, name: str, request_max_limit: int) -> str:
+    created = api(
+        stack,
+        "POST",
+        "/api/governance/virtual-keys",
+        {
+            "name": name,
+            "provider_configs": [{"provider": "openai", "allowed_models": ["gpt-4o-mini"]}],
+            "rate_limit": {"request_max_limit": request_max_limit, "request_reset_duration": "1h"},
+        },
+    )
+    assert created["message"] == "Virtual key created successfully"
+    value = created["virtual_key"]["value"]
+    assert value.startswith("sk-bf-")
+    # Shown once: reading the key back gives a masked value.
+    shown = api(stack, "GET", f"/api/governance/virtual-keys/{created['virtual_key']['id']}")
+    assert shown["virtual_key"]["value"] != value
+    return value
+
+
+def test_openai_virtual_key(stack):
+    value = create_virtual_key(stack, "e2e-openai-sdk", request_max_limit=3)
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=value, max_retries=0, timeout=REQUEST_TIMEOUT)
+
+    # An allowed model works, plain and streamed (requests 1 and 2 of 3).
+    r = client.chat.completions.create(model=OPENAI_MODEL, messages=USER_HI)
+    assert r.choices[0].message.content == OPENAI_TEXT
+    text, _ = collect_chat_stream(client.chat.completions.create(model=OPENAI_MODEL, messages=USER_HI, stream=True))
+    assert text == OPENAI_TEXT
+
+    # A model the key does not allow: 403, and it does not use up a request.
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.chat.completions.create(model="openai/gpt-4o", messages=USER_HI)
+    assert info.value.status_code == 403
+    assert info.value.body["type"] == "model_blocked", info.value.body
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.chat.completions.create(model=ANTHROPIC_MODEL, messages=USER_HI)
+    assert info.value.body["type"] == "provider_blocked", info.value.body
+
+    # Request 3 passes; the 4th is over the key's limit.
+    client.chat.completions.create(model=OPENAI_MODEL, messages=USER_HI)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model=OPENAI_MODEL, messages=USER_HI)
+    assert info.value.status_code == 429
+    assert info.value.body["type"] == "request_limited", info.value.body
+    assert int(info.value.response.headers["retry-after"]) >= 1
+
+    # A key the gateway never issued.
+    stranger = openai.OpenAI(
+        base_url=f"{stack.url}/v1", api_key="sk-bf-" + "x" * 43, max_retries=0, timeout=REQUEST_TIMEOUT
+    )
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        stranger.chat.completions.create(model=OPENAI_MODEL, messages=USER_HI)
+    assert info.value.body["type"] == "virtual_key_not_found", info.value.body
+
+
+def test_anthropic_virtual_key(stack):
+    value = create_virtual_key(stack, "e2e-anthropic-sdk", request_max_limit=1)
+    client = anthropic.Anthropic(base_url=f"{stack.url}/anthropic", api_key=value, max_retries=0, timeout=REQUEST_TIMEOUT)
+    m = client.messages.create(model=OPENAI_MODEL, max_tokens=64, messages=USER_HI)
+    assert m.content[0].text == OPENAI_TEXT
+    with pytest.raises(anthropic.PermissionDeniedError) as info:
+        client.messages.create(model="openai/gpt-4o", max_tokens=64, messages=USER_HI)
+    assert info.value.status_code == 403
+    with pytest.raises(anthropic.RateLimitError) as info:
+        client.messages.create(model=OPENAI_MODEL, max_tokens=64, messages=USER_HI)
     assert info.value.status_code == 429
 
 

@@ -321,7 +321,7 @@ impl Engine {
         provider: Option<&str>,
     ) -> Result<Vec<serde_json::Value>, GatewayError> {
         let table = self.table.load_full();
-        let mut names: Vec<String> = match provider {
+        match provider {
             Some(p) => {
                 if table.get(p).is_none() {
                     return Err(GatewayError::bad_request(format!(
@@ -329,10 +329,35 @@ impl Engine {
                     ))
                     .with_param("provider"));
                 }
-                vec![p.to_owned()]
+                self.list_models_in(table, vec![p.to_owned()], true).await
             }
-            None => table.providers.keys().cloned().collect(),
-        };
+            None => {
+                let names = table.providers.keys().cloned().collect();
+                self.list_models_in(table, names, false).await
+            }
+        }
+    }
+
+    /// Models of the given providers (unknown names are skipped), failures skipped.
+    pub async fn list_models_of(
+        &self,
+        providers: &[String],
+    ) -> Result<Vec<serde_json::Value>, GatewayError> {
+        let table = self.table.load_full();
+        let names = providers
+            .iter()
+            .filter(|p| table.get(p).is_some())
+            .cloned()
+            .collect();
+        self.list_models_in(table, names, false).await
+    }
+
+    async fn list_models_in(
+        &self,
+        table: Arc<RoutingTable>,
+        mut names: Vec<String>,
+        strict: bool,
+    ) -> Result<Vec<serde_json::Value>, GatewayError> {
         names.sort();
         let calls = names.iter().map(|name| {
             let table = table.clone();
@@ -368,7 +393,7 @@ impl Engine {
         for (name, r) in names.iter().zip(results) {
             match r {
                 Ok(mut models) => out.append(&mut models),
-                Err(e) if provider.is_some() => return Err(e),
+                Err(e) if strict => return Err(e),
                 Err(e) => tracing::warn!(provider = %name, error = %e, "listing models failed"),
             }
         }

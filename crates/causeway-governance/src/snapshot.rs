@@ -295,6 +295,16 @@ impl GovernanceSnapshot {
         self.by_id.get(id).map(|e| &e.vk)
     }
 
+    /// Whether a virtual key may use a provider at all (for model listings); `None` when the
+    /// key does not exist. Model rules still apply per request.
+    pub fn provider_allowed(&self, vk: crate::VkLookup<'_>, provider: &str) -> Option<bool> {
+        let entry = match vk {
+            crate::VkLookup::ByValue(v) => self.entry_by_value(v),
+            crate::VkLookup::ById(id) => self.entry_by_id(id),
+        }?;
+        Some(entry.all_providers || entry.providers.contains_key(&provider.to_ascii_lowercase()))
+    }
+
     /// Looks a raw `sk-bf-…` value up by its hash.
     pub fn virtual_key_by_value(&self, value: &str) -> Option<&VirtualKey> {
         self.entry_by_value(value).map(|e| &e.vk)

@@ -18,21 +18,15 @@ use causeway_providers::anthropic::convert::{
 };
 use causeway_providers::anthropic::stream::ChatToMessagesStream;
 use futures_util::StreamExt;
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderValue, header};
 use serde_json::{Map, Value};
 
 use crate::inference::{Door, decode_object, run_llm};
 use crate::observe::StreamTap;
 use crate::state::AppState;
 
-pub async fn messages(
-    State(st): State<Arc<AppState>>,
-    method: http::Method,
-    uri: http::Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    run_llm(st, Door::Anthropic, method, uri, headers, body).await
+pub async fn messages(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    run_llm(st, Door::Anthropic, req).await
 }
 
 /// A Messages API body to the internal request (via the OpenAI shape).

@@ -26,12 +26,19 @@ pub struct AuthSetup {
     pub login_limiter: LoginLimiter,
 }
 
-/// The authenticated caller of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Admin,
-    VirtualKey(VkRef),
-    Anonymous,
+/// The authenticated caller of one request: admin rights (admin JWT, session, password)
+/// and, independently, the virtual key it presented. A virtual key is governed whoever
+/// else the caller proved to be (Bifrost reads `x-bf-vk` for governance regardless).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub admin: bool,
+    pub virtual_key: Option<VkRef>,
+}
+
+impl Caller {
+    pub fn anonymous(&self) -> bool {
+        !self.admin && self.virtual_key.is_none()
+    }
 }
 
 pub const WWW_AUTHENTICATE: &str = r#"Bearer realm="causeway", Basic realm="causeway""#;
@@ -55,82 +62,103 @@ fn jwt_error(e: &AuthError) -> GatewayError {
     unauthorized(format!("invalid token: {e}"))
 }
 
-/// Resolves the caller from request headers. `Anonymous` when no credential was sent; an
-/// error when one was sent and is wrong (a bad credential never silently becomes anonymous).
-pub async fn identify(st: &AppState, headers: &HeaderMap) -> Result<Caller, GatewayError> {
+/// Resolves the caller from request headers. Every credential sent is checked: one that
+/// is wrong is an error (a bad credential never silently becomes anonymous), including when
+/// another one is fine. Password attempts count against the login limiter of `peer`.
+pub async fn identify(
+    st: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Caller, GatewayError> {
     let mut creds = credentials(headers);
     if let Some(cookie) = crate::api::session::cookie_token(headers) {
         creds.push(Credential::Bearer(cookie));
     }
-    if creds.is_empty() {
-        return Ok(Caller::Anonymous);
-    }
     let auth = st.auth.authenticator.as_ref();
-    let mut first_error: Option<GatewayError> = None;
+    let mut caller = Caller::default();
     for cred in creds {
-        let outcome = match cred {
-            Credential::VirtualKey(value) => Some(check_vk(st, VkRef::Value(value))),
-            Credential::Bearer(token) if looks_like_jwt(&token) => match auth {
-                Some(a) if a.has_jwt() => Some(match a.verify_jwt(&token) {
-                    Ok(id) if id.is_admin => Ok(Caller::Admin),
-                    Ok(id) => match id.virtual_key {
-                        Some(vk) if vk.starts_with(causeway_auth::VIRTUAL_KEY_PREFIX) => {
-                            check_vk(st, VkRef::Value(vk))
-                        }
-                        Some(vk) => check_vk(st, VkRef::Id(vk)),
-                        None => Err(jwt_error(&AuthError::NoUsableClaims)),
-                    },
-                    Err(e) => Err(jwt_error(&e)),
-                }),
+        match cred {
+            Credential::VirtualKey(value) => set_vk(st, &mut caller, VkRef::Value(value))?,
+            Credential::Bearer(token) if looks_like_jwt(&token) => {
                 // Without JWT config a JWT-shaped bearer may be meant for the provider.
-                _ => None,
-            },
-            Credential::Bearer(token) => match &st.store {
-                Some(store) if auth.is_some() => {
-                    let hash = causeway_auth::hash_secret(&token);
-                    match store.session_valid(&hash, now_ms() as i64).await {
-                        Ok(true) => Some(Ok(Caller::Admin)),
-                        Ok(false) => None,
-                        Err(e) => Some(Err(crate::state::store_error(e))),
+                let Some(a) = auth.filter(|a| a.has_jwt()) else {
+                    continue;
+                };
+                let id = a.verify_jwt(&token).map_err(|e| jwt_error(&e))?;
+                if id.is_admin {
+                    caller.admin = true;
+                } else {
+                    match id.virtual_key {
+                        Some(vk) if vk.starts_with(causeway_auth::VIRTUAL_KEY_PREFIX) => {
+                            set_vk(st, &mut caller, VkRef::Value(vk))?
+                        }
+                        Some(vk) => set_vk(st, &mut caller, VkRef::Id(vk))?,
+                        None => return Err(jwt_error(&AuthError::NoUsableClaims)),
                     }
                 }
-                _ => None,
-            },
-            Credential::Basic { user, pass } => match auth {
-                Some(a) if a.has_admin_password() => {
-                    Some(if a.check_admin_password(&user, &pass) {
-                        Ok(Caller::Admin)
-                    } else {
-                        Err(unauthorized("wrong username or password"))
-                    })
-                }
-                _ => None,
-            },
-        };
-        match outcome {
-            Some(Ok(caller)) => return Ok(caller),
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
             }
-            None => {}
+            Credential::Bearer(token) => {
+                if let (Some(store), Some(_)) = (&st.store, auth) {
+                    let hash = causeway_auth::hash_secret(&token);
+                    if store
+                        .session_valid(&hash, now_ms() as i64)
+                        .await
+                        .map_err(crate::state::store_error)?
+                    {
+                        caller.admin = true;
+                    }
+                }
+            }
+            Credential::Basic { user, pass } => {
+                let Some(a) = auth.filter(|a| a.has_admin_password()) else {
+                    continue;
+                };
+                let now = std::time::Instant::now();
+                if let Some(ip) = peer
+                    && let Err(wait) = st.auth.login_limiter.check(ip, now)
+                {
+                    let secs = wait.as_secs().max(1);
+                    return Err(GatewayError::new(
+                        429,
+                        ErrorClass::PolicyRateLimited,
+                        format!("too many failed logins from this address; try again in {secs} s"),
+                    )
+                    .with_type("login_rate_limited")
+                    .with_retry_after(secs));
+                }
+                if a.check_admin_password(&user, &pass) {
+                    if let Some(ip) = peer {
+                        st.auth.login_limiter.record_success(ip);
+                    }
+                    caller.admin = true;
+                } else {
+                    if let Some(ip) = peer {
+                        st.auth.login_limiter.record_failure(ip, now);
+                    }
+                    return Err(unauthorized("wrong username or password"));
+                }
+            }
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(Caller::Anonymous),
-    }
+    Ok(caller)
+}
+
+fn set_vk(st: &AppState, caller: &mut Caller, vk: VkRef) -> Result<(), GatewayError> {
+    check_vk(st, &vk)?;
+    caller.virtual_key.get_or_insert(vk);
+    Ok(())
 }
 
 /// A presented virtual key must exist; its policy (active, expiry, limits) is the
 /// governance plugin's job so decisions stay in one place.
-fn check_vk(st: &AppState, vk: VkRef) -> Result<Caller, GatewayError> {
+fn check_vk(st: &AppState, vk: &VkRef) -> Result<(), GatewayError> {
     let snap = st.governance.snapshot.load();
-    let found = match &vk {
+    let found = match vk {
         VkRef::Value(v) => snap.virtual_key_by_value(v).is_some(),
         VkRef::Id(id) => snap.virtual_key(id).is_some(),
     };
     if found {
-        Ok(Caller::VirtualKey(vk))
+        Ok(())
     } else {
         Err(
             GatewayError::new(403, ErrorClass::PolicyAccessDenied, "Virtual key not found")
@@ -189,41 +217,55 @@ pub async fn management_guard(
         }
         return next.run(req).await;
     }
-    let caller = match identify(&st, req.headers()).await {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let caller = match identify(&st, req.headers(), peer).await {
         Ok(c) => c,
         Err(e) => return with_challenge(error_response(&e, None)),
     };
-    match caller {
-        Caller::Admin => next.run(req).await,
-        Caller::Anonymous => with_challenge(error_response(
+    if caller.admin {
+        return next.run(req).await;
+    }
+    let Some(vk) = caller.virtual_key else {
+        return with_challenge(error_response(
             &unauthorized(
                 "authentication required: send an admin JWT, a virtual key with permissions, a session token, or Basic credentials",
             ),
             None,
-        )),
-        Caller::VirtualKey(vk) => {
-            let permission = required_permission(req.method(), &path);
-            let snap = st.governance.snapshot.load();
-            let vk_record = match &vk {
-                VkRef::Value(v) => snap.virtual_key_by_value(v),
-                VkRef::Id(id) => snap.virtual_key(id),
-            };
-            let allowed = vk_record.is_some_and(|k| {
-                !causeway_governance::is_expired(k, now_ms())
-                    && causeway_governance::permits(k, &permission)
-            });
-            if allowed {
-                next.run(req).await
-            } else {
-                error_response(
-                    &GatewayError::forbidden(format!(
-                        "this virtual key lacks the permission {permission:?}"
-                    ))
-                    .with_type("permission_denied"),
-                    None,
-                )
-            }
-        }
+        ));
+    };
+    let permission = required_permission(req.method(), &path);
+    let snap = st.governance.snapshot.load();
+    let vk_record = match &vk {
+        VkRef::Value(v) => snap.virtual_key_by_value(v),
+        VkRef::Id(id) => snap.virtual_key(id),
+    };
+    // A key must not widen its own access: changing virtual keys or the governance plugin
+    // takes the `*` permission.
+    let escalating = req.method() != Method::GET
+        && req.method() != Method::HEAD
+        && (path.starts_with("/api/governance/virtual-keys")
+            || path.starts_with("/api/plugins/governance"));
+    let allowed = vk_record.is_some_and(|k| {
+        !causeway_governance::is_expired(k, now_ms())
+            && causeway_governance::permits(k, &permission)
+            && (!escalating || causeway_governance::permits(k, "*"))
+    });
+    if allowed {
+        next.run(req).await
+    } else {
+        let needed = if escalating {
+            "*".to_owned()
+        } else {
+            permission
+        };
+        error_response(
+            &GatewayError::forbidden(format!("this virtual key lacks the permission {needed:?}"))
+                .with_type("permission_denied"),
+            None,
+        )
     }
 }
 
@@ -242,9 +284,13 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 }
 
 /// Inference: identify the caller and enforce `client.enforce_auth_on_inference`.
-pub async fn inference_caller(st: &AppState, headers: &HeaderMap) -> Result<Caller, GatewayError> {
-    let caller = identify(st, headers).await?;
-    if caller == Caller::Anonymous && st.client.load().enforce_auth_on_inference {
+pub async fn inference_caller(
+    st: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Caller, GatewayError> {
+    let caller = identify(st, headers, peer).await?;
+    if caller.anonymous() && st.client.load().enforce_auth_on_inference {
         return Err(unauthorized(
             "a virtual key is required: send it as Authorization: Bearer sk-bf-..., x-bf-vk, x-api-key or x-goog-api-key",
         ));

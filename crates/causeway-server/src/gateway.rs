@@ -170,8 +170,9 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
     let auth = build_auth(&file)?;
     let governance = Arc::new(crate::governance::Governance::new(pricing(&file)?));
     let chain = Arc::new(ArcSwap::from_pointee(PluginChain::empty()));
+    let telemetry = Arc::new(crate::telemetry::TelemetryHub::new());
     let plugins = Arc::new(PluginRegistry::new(
-        crate::plugin_setup::plugin_loader(governance.clone()),
+        crate::plugin_setup::plugin_loader(governance.clone(), telemetry.clone()),
         chain.clone(),
     ));
     let state = AppState {
@@ -189,6 +190,7 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
         },
         write_lock: tokio::sync::Mutex::new(()),
         providers: ArcSwap::from_pointee(Vec::new()),
+        telemetry,
     };
     match &state.store {
         Some(store) => {
@@ -223,6 +225,9 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
                 .into_iter()
                 .map(crate::api::plugins::spec_from_record)
                 .collect();
+            state
+                .telemetry
+                .set_default_labels(&state.client.load().prometheus_labels);
             state.plugins.load_all(specs).await;
         }
         None => {
@@ -244,6 +249,9 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
                     order: p.order,
                 })
                 .collect();
+            state
+                .telemetry
+                .set_default_labels(&state.client.load().prometheus_labels);
             state.plugins.load_all(specs).await;
         }
     }

@@ -24,56 +24,17 @@ use crate::state::AppState;
 
 pub async fn chat_completions(
     State(st): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
 ) -> Response {
-    run_llm(
-        st,
-        Door::OpenAi(RequestType::ChatCompletion),
-        method,
-        uri,
-        headers,
-        body,
-    )
-    .await
+    run_llm(st, Door::OpenAi(RequestType::ChatCompletion), req).await
 }
 
-pub async fn completions(
-    State(st): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    run_llm(
-        st,
-        Door::OpenAi(RequestType::TextCompletion),
-        method,
-        uri,
-        headers,
-        body,
-    )
-    .await
+pub async fn completions(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    run_llm(st, Door::OpenAi(RequestType::TextCompletion), req).await
 }
 
-pub async fn embeddings(
-    State(st): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    run_llm(
-        st,
-        Door::OpenAi(RequestType::Embedding),
-        method,
-        uri,
-        headers,
-        body,
-    )
-    .await
+pub async fn embeddings(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    run_llm(st, Door::OpenAi(RequestType::Embedding), req).await
 }
 
 #[derive(serde::Deserialize)]
@@ -83,15 +44,42 @@ pub struct ModelsQuery {
 
 pub async fn list_models(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
     Query(q): Query<ModelsQuery>,
+    req: axum::extract::Request,
 ) -> Response {
-    let request_id = request_id(&headers);
-    match st
-        .engine
-        .list_models(q.provider.as_deref().filter(|p| !p.is_empty()))
-        .await
-    {
+    let headers = req.headers();
+    let request_id = request_id(headers);
+    let caller = match crate::auth::inference_caller(&st, headers, peer_of(&req)).await {
+        Ok(c) => c,
+        Err(e) => return crate::auth::with_challenge(error_response(&e, Some(&request_id))),
+    };
+    let result = match &caller.virtual_key {
+        // A virtual key sees only the providers it may use.
+        Some(vk) => {
+            let snap = st.governance.snapshot.load();
+            let allowed: Vec<String> = st
+                .providers
+                .load()
+                .iter()
+                .map(|p| p.name.clone())
+                .filter(|p| snap.provider_allowed(vk.lookup(), p).unwrap_or(false))
+                .collect();
+            match q.provider.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) if !allowed.iter().any(|a| a == p) => Err(GatewayError::forbidden(
+                    format!("Provider '{p}' is not allowed for this virtual key"),
+                )
+                .with_type("provider_blocked")),
+                Some(p) => st.engine.list_models(Some(p)).await,
+                None => st.engine.list_models_of(&allowed).await,
+            }
+        }
+        None => {
+            st.engine
+                .list_models(q.provider.as_deref().filter(|p| !p.is_empty()))
+                .await
+        }
+    };
+    match result {
         Ok(data) => json_response(
             StatusCode::OK,
             &serde_json::json!({"object": "list", "data": data}),
@@ -101,6 +89,13 @@ pub async fn list_models(
             Some(&request_id),
         ),
     }
+}
+
+/// The client's address, recorded by the accept loop.
+pub fn peer_of(req: &axum::extract::Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// `x-request-id` from the caller, else a fresh UUID.
@@ -182,21 +177,23 @@ fn set_error_headers(h: &mut HeaderMap, e: &GatewayError, request_id: &str) {
 }
 
 /// One LLM request through the whole pipeline, for any front door.
-pub async fn run_llm(
-    st: Arc<AppState>,
-    door: Door,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn run_llm(st: Arc<AppState>, door: Door, req: axum::extract::Request) -> Response {
+    let peer = peer_of(&req);
+    let (parts, body) = req.into_parts();
+    let (method, headers) = (parts.method, parts.headers);
+    // Nested routers strip their prefix from `uri`; logs and hooks want the path as sent.
+    let uri = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.clone())
+        .unwrap_or(parts.uri);
     let request_id = request_id(&headers);
     let limit_mb = st.client.load().max_request_body_size_mb;
     let bytes = match read_limited(body, limit_mb).await {
         Ok(b) => b,
         Err(e) => return door.error(&e, &request_id),
     };
-    let caller = match crate::auth::inference_caller(&st, &headers).await {
+    let caller = match crate::auth::inference_caller(&st, &headers, peer).await {
         Ok(c) => c,
         Err(e) => return crate::auth::with_challenge(door.error(&e, &request_id)),
     };
@@ -204,7 +201,7 @@ pub async fn run_llm(
     let mut ctx = RequestContext::new(request_id.clone(), headers);
     ctx.forward_headers = forward_headers(&ctx.headers);
     push_traceparent(&mut ctx);
-    if let crate::auth::Caller::VirtualKey(vk) = caller {
+    if let Some(vk) = caller.virtual_key {
         ctx.extensions.insert(vk);
     }
 

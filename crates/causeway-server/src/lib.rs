@@ -20,8 +20,10 @@ pub mod gateway;
 pub mod governance;
 pub mod inference;
 pub mod observe;
+pub mod otel;
 pub mod plugin_setup;
 pub mod state;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -128,8 +130,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/anthropic/v1/messages", post(anthropic_route::messages))
         .nest("/api", management)
         .route("/health", get(health))
+        .route("/metrics", get(telemetry::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::http_metrics,
+        ))
         .with_state(state)
 }
 

@@ -9,7 +9,12 @@ use causeway_plugins::{LoadError, Plugin, PluginLoader};
 
 use crate::governance::{Governance, GovernancePlugin};
 
-pub fn plugin_loader(governance: Arc<Governance>) -> PluginLoader {
+pub fn plugin_loader(
+    governance: Arc<Governance>,
+    telemetry: Arc<crate::telemetry::TelemetryHub>,
+) -> PluginLoader {
+    let telemetry_hub = telemetry.clone();
+    let otel_stats = telemetry.otel.clone();
     let mut loader = PluginLoader::new()
         .with_builtin(
             "governance",
@@ -28,6 +33,20 @@ pub fn plugin_loader(governance: Arc<Governance>) -> PluginLoader {
                 Mocker::from_config(cfg)
                     .map(|p| Arc::new(p) as Arc<dyn Plugin>)
                     .map_err(|e| LoadError::InvalidConfig(e.to_string()))
+            }),
+        )
+        .with_builtin(
+            "telemetry",
+            Arc::new(move |cfg| {
+                crate::telemetry::TelemetryPlugin::from_config(cfg, &telemetry_hub)
+                    .map(|p| Arc::new(p) as Arc<dyn Plugin>)
+            }),
+        )
+        .with_builtin(
+            "otel",
+            Arc::new(move |cfg| {
+                crate::otel::OtelPlugin::from_config(cfg, &otel_stats)
+                    .map(|p| Arc::new(p) as Arc<dyn Plugin>)
             }),
         )
         .with_builtin(

@@ -34,6 +34,8 @@ pub struct AppState {
     pub write_lock: tokio::sync::Mutex<()>,
     /// Providers as loaded (file-only mode keeps them here; with a store, a cache of it).
     pub providers: ArcSwap<Vec<StoredProvider>>,
+    /// Live metrics of the `telemetry` plugin (and the `otel` exporter's counters).
+    pub telemetry: Arc<crate::telemetry::TelemetryHub>,
 }
 
 impl AppState {

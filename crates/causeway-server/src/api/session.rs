@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{Caller, identify, unauthorized, with_challenge};
+use crate::auth::{identify, unauthorized, with_challenge};
 use crate::body::{decode_json, read_limited};
 use crate::error::{ApiError, error_response, json_response};
 use crate::governance::now_ms;
@@ -135,7 +135,7 @@ pub async fn logout(
 pub async fn is_auth_enabled(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let auth = st.auth.authenticator.as_ref();
     let enabled = auth.is_some();
-    let has_valid_token = enabled && matches!(identify(&st, &headers).await, Ok(Caller::Admin));
+    let has_valid_token = enabled && identify(&st, &headers, None).await.is_ok_and(|c| c.admin);
     let auth_type = match auth {
         Some(a) if a.has_admin_password() => "password",
         Some(_) => "jwt",
