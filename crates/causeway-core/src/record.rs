@@ -78,9 +78,10 @@ pub struct TraceContext {
 impl TraceContext {
     /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; anything else starts a new trace.
     pub fn from_traceparent(header: Option<&str>) -> TraceContext {
-        let fresh = uuid::Uuid::new_v4().into_bytes();
-        let mut span_id = [0u8; 8];
-        span_id.copy_from_slice(&uuid::Uuid::new_v4().into_bytes()[..8]);
+        // Trace ids must be unique, not secret: a thread-local PRNG avoids a syscall per
+        // request.
+        let fresh = fastrand::u128(1..).to_be_bytes();
+        let span_id = fastrand::u64(1..).to_be_bytes();
         if let Some((trace_id, parent, flags)) = header.and_then(parse_traceparent) {
             return TraceContext {
                 trace_id,
@@ -99,17 +100,24 @@ impl TraceContext {
 
     /// The `traceparent` to send upstream (the gateway's span as parent).
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            if self.sampled { "01" } else { "00" }
-        )
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        out.push_str(&hex(&self.trace_id));
+        out.push('-');
+        out.push_str(&hex(&self.span_id));
+        out.push_str(if self.sampled { "-01" } else { "-00" });
+        out
     }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 fn parse_traceparent(h: &str) -> Option<([u8; 16], [u8; 8], u8)> {

@@ -426,7 +426,9 @@ fn observe_usage(
     cell: &causeway_core::UsageCell,
     hide: bool,
 ) -> Option<bytes::Bytes> {
-    if memchr::memmem::find(&chunk, b"\"usage\":{").is_none() {
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
+    if USAGE.find(&chunk).is_none() {
         return Some(chunk);
     }
     if let Some(usage) = causeway_core::Usage::from_openai_body(&chunk)

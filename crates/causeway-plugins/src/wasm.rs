@@ -56,11 +56,23 @@ const OUTPUT_EXCERPT_BYTES: usize = 200;
 /// plugins: `(path, config, health)` → a running plugin. Guest log lines go to `health.log`
 /// as `[level] message`.
 pub fn module_loader(limits: WasmLimits) -> Result<ModuleLoader, String> {
-    let host =
-        WasmHost::new().map_err(|e| format!("cannot start the WebAssembly plugin runtime: {e}"))?;
+    // The runtime (and its epoch ticker thread) starts with the first custom plugin, so a
+    // gateway without one pays nothing for it.
+    let host: Arc<std::sync::OnceLock<WasmHost>> = Arc::new(std::sync::OnceLock::new());
     Ok(Arc::new(
         move |path: &Path, config: &Value, health: Arc<PluginHealth>| {
-            let adapter = WasmPluginAdapter::load(&host, path, config, &limits, health)?;
+            let host = match host.get() {
+                Some(h) => h,
+                None => {
+                    let h = WasmHost::new().map_err(|e| {
+                        LoadError::Failed(format!(
+                            "cannot start the WebAssembly plugin runtime: {e}"
+                        ))
+                    })?;
+                    host.get_or_init(|| h)
+                }
+            };
+            let adapter = WasmPluginAdapter::load(host, path, config, &limits, health)?;
             Ok(Arc::new(adapter) as Arc<dyn Plugin>)
         },
     ))

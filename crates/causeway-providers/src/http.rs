@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 pub type UpstreamResponse = http::Response<Incoming>;
@@ -45,6 +45,8 @@ pub fn build_client(opts: &ClientOptions) -> HttpClient {
         .enable_http1()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
+        // Without a timer the pool never reaps idle connections (and their buffers).
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(opts.pool_idle_timeout)
         .pool_max_idle_per_host(opts.pool_max_idle_per_host)
         .build(https)

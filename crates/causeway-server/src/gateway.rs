@@ -133,7 +133,7 @@ async fn bind(opts: &GatewayOptions, auth_enabled: bool) -> Result<TcpListener, 
     }
     let mut last_err = None;
     for a in &addrs {
-        match TcpListener::bind(a).await {
+        match listen(*a) {
             Ok(l) => return Ok(l),
             Err(e) => last_err = Some((a, e)),
         }
@@ -145,6 +145,20 @@ async fn bind(opts: &GatewayOptions, auth_enabled: bool) -> Result<TcpListener, 
         )),
         None => StartError(format!("--host {} resolved to no address", opts.host)),
     })
+}
+
+/// A listener with a deep accept queue: bursts of new connections (thousands of streams
+/// opening at once) queue instead of being dropped and retried a second later.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

@@ -105,7 +105,12 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(|| {
+            // A v4 UUID from a thread-local PRNG: unique enough for ids, no syscall per request.
+            uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+                .into_uuid()
+                .to_string()
+        })
 }
 
 /// The API a request came in through: decides how the body is decoded and how answers,
@@ -200,7 +205,7 @@ pub async fn run_llm(st: Arc<AppState>, door: Door, req: axum::extract::Request)
     let chain = st.chain.load_full();
     let mut ctx = RequestContext::new(request_id.clone(), headers);
     ctx.forward_headers = forward_headers(&ctx.headers);
-    push_traceparent(&mut ctx);
+    push_traceparent(&mut ctx, chain.hooks().observe);
     if let Some(vk) = caller.virtual_key {
         ctx.extensions.insert(vk);
     }
@@ -228,7 +233,7 @@ pub async fn run_llm(st: Arc<AppState>, door: Door, req: axum::extract::Request)
             }
             ctx.set_headers(changed);
             ctx.forward_headers = forward_headers(&ctx.headers);
-            push_traceparent(&mut ctx);
+            push_traceparent(&mut ctx, chain.hooks().observe);
         }
         bytes = hr.body.clone();
         http_req = Some(hr);
@@ -395,8 +400,12 @@ fn parse_fallbacks(raw: &str) -> Result<Vec<ModelRef>, GatewayError> {
         .collect()
 }
 
-/// Propagates the W3C trace to the provider, with the gateway's request span as parent.
-fn push_traceparent(ctx: &mut RequestContext) {
+/// Propagates the W3C trace to the provider, with the gateway's request span as parent,
+/// when tracing is in play (the caller sent a `traceparent`, or an observer is active).
+fn push_traceparent(ctx: &mut RequestContext, observed: bool) {
+    if !observed && ctx.header("traceparent").is_none() {
+        return;
+    }
     if let Ok(v) = HeaderValue::from_str(&ctx.trace_context.traceparent()) {
         ctx.forward_headers
             .push((HeaderName::from_static("traceparent"), v));

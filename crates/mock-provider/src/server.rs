@@ -42,7 +42,15 @@ impl MockServer {
 
     /// Starts on `addr`. Must be called inside a Tokio runtime; the server runs on it.
     pub async fn start_on(addr: SocketAddr, config: MockConfig) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        // A deep accept queue: benchmarks open thousands of streams at once.
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener: TcpListener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config));
         let (shutdown, stopped) = watch::channel(());
