@@ -52,6 +52,8 @@ pub struct Grant {
     pub customer_id: Option<String>,
     /// The provider keys this call may use; `None` = any.
     pub allowed_key_ids: Option<Vec<String>>,
+    /// The key asks for no request/response content in the logs.
+    pub disable_content_logging: bool,
     pub reservation: Reservation,
 }
 
@@ -73,6 +75,7 @@ pub struct Plan {
     team_id: Option<String>,
     customer_id: Option<String>,
     allowed_key_ids: Option<Vec<String>>,
+    disable_content_logging: bool,
     reserve: ReserveRequest,
     labels: Vec<ScopeLabel>,
 }
@@ -241,6 +244,7 @@ pub fn plan(
         team_id,
         customer_id,
         allowed_key_ids: provider_config.and_then(|pc| pc.key_ids.clone()),
+        disable_content_logging: vk.disable_content_logging == Some(true),
         reserve: ReserveRequest {
             limits,
             budgets,
@@ -315,6 +319,7 @@ impl Plan {
             team_id: self.team_id,
             customer_id: self.customer_id,
             allowed_key_ids: self.allowed_key_ids,
+            disable_content_logging: self.disable_content_logging,
             reservation,
         }
     }

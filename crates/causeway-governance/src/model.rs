@@ -44,6 +44,10 @@ pub struct VirtualKey {
     pub customer_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_all_providers: Option<bool>,
+    /// Tri-state: `Some(true)` keeps request/response content out of the logs for calls
+    /// made with this key, `Some(false)` or `None` follow the global setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_content_logging: Option<bool>,
     #[serde(default)]
     pub provider_configs: Vec<ProviderConfig>,
     #[serde(default)]
@@ -192,6 +196,8 @@ pub struct VirtualKeyCreate {
     #[serde(default)]
     pub allow_all_providers: Option<bool>,
     #[serde(default)]
+    pub disable_content_logging: Option<bool>,
+    #[serde(default)]
     pub provider_configs: Option<Vec<ProviderConfigInput>>,
     #[serde(default)]
     pub budgets: Option<Vec<BudgetInput>>,
@@ -226,6 +232,8 @@ pub struct VirtualKeyUpdate {
     pub customer_id: Option<String>,
     #[serde(default)]
     pub allow_all_providers: Option<bool>,
+    #[serde(default)]
+    pub disable_content_logging: Option<bool>,
     #[serde(default)]
     pub provider_configs: Option<Vec<ProviderConfigInput>>,
     #[serde(default)]

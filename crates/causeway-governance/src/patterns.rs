@@ -220,6 +220,7 @@ mod tests {
             team_id: None,
             customer_id: None,
             allow_all_providers: None,
+            disable_content_logging: None,
             provider_configs: vec![],
             budgets: vec![],
             rate_limit: None,

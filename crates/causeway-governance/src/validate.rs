@@ -406,6 +406,7 @@ pub fn build_virtual_key(
         team_id: attached(body.team_id.as_ref()).map(str::to_owned),
         customer_id: attached(body.customer_id.as_ref()).map(str::to_owned),
         allow_all_providers: body.allow_all_providers,
+        disable_content_logging: body.disable_content_logging,
         provider_configs: build_provider_configs(
             body.provider_configs.unwrap_or_default(),
             &[],
@@ -451,6 +452,9 @@ pub fn apply_virtual_key_update(
     vk.customer_id = resolve_link(body.customer_id.as_ref(), current.customer_id.as_ref());
     if body.allow_all_providers.is_some() {
         vk.allow_all_providers = body.allow_all_providers;
+    }
+    if body.disable_content_logging.is_some() {
+        vk.disable_content_logging = body.disable_content_logging;
     }
     if let Some(pcs) = body.provider_configs {
         vk.provider_configs = build_provider_configs(

@@ -54,6 +54,7 @@ fn vk(id: &str, name: &str, value: &str) -> VirtualKey {
         team_id: None,
         customer_id: None,
         allow_all_providers: None,
+        disable_content_logging: None,
         provider_configs: vec![],
         budgets: vec![],
         rate_limit: None,

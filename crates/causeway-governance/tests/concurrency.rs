@@ -41,6 +41,7 @@ fn snapshot() -> GovernanceSnapshot {
         team_id: None,
         customer_id: None,
         allow_all_providers: None,
+        disable_content_logging: None,
         provider_configs: vec![],
         budgets: vec![BudgetConfig {
             id: "b".into(),

@@ -96,6 +96,10 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         self.state.plugins.shutdown().await;
+        // After the plugins: the last requests' entries are queued by now.
+        if let Some(logs) = &self.state.logs {
+            logs.shutdown().await;
+        }
         if let Some(store) = &self.state.store {
             self.state.governance.persist_usage(store).await;
             store.close().await;
@@ -185,8 +189,15 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
     let governance = Arc::new(crate::governance::Governance::new(pricing(&file)?));
     let chain = Arc::new(ArcSwap::from_pointee(PluginChain::empty()));
     let telemetry = Arc::new(crate::telemetry::TelemetryHub::new());
+    let logs = crate::logging::open(&opts.app_dir, &file)
+        .await?
+        .map(Arc::new);
     let plugins = Arc::new(PluginRegistry::new(
-        crate::plugin_setup::plugin_loader(governance.clone(), telemetry.clone()),
+        crate::plugin_setup::plugin_loader(
+            governance.clone(),
+            telemetry.clone(),
+            logs.as_ref().map(|l| l.writer.clone()),
+        ),
         chain.clone(),
     ));
     let state = AppState {
@@ -205,6 +216,7 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
         write_lock: tokio::sync::Mutex::new(()),
         providers: ArcSwap::from_pointee(Vec::new()),
         telemetry,
+        logs,
     };
     match &state.store {
         Some(store) => {
@@ -269,21 +281,27 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
             state.plugins.load_all(specs).await;
         }
     }
-    // Governance is on unless an operator defined it (and, say, disabled it).
-    if state.plugins.get("governance").is_none()
-        && let Err(e) = state
-            .plugins
-            .create(PluginSpec {
-                name: "governance".to_owned(),
-                enabled: true,
-                path: None,
-                config: serde_json::Value::Object(Default::default()),
-                placement: None,
-                order: None,
-            })
-            .await
-    {
-        return Err(StartError(format!("starting the governance plugin: {e}")));
+    // Governance and request logging are on unless an operator defined them (and, say,
+    // disabled them); logging also stays off with `client.enable_logging: false` or
+    // without a logs store.
+    let logging_default = state.logs.is_some() && state.client.load().enable_logging != Some(false);
+    for (name, wanted) in [("governance", true), ("logging", logging_default)] {
+        if wanted
+            && state.plugins.get(name).is_none()
+            && let Err(e) = state
+                .plugins
+                .create(PluginSpec {
+                    name: name.to_owned(),
+                    enabled: true,
+                    path: None,
+                    config: serde_json::Value::Object(Default::default()),
+                    placement: None,
+                    order: None,
+                })
+                .await
+        {
+            return Err(StartError(format!("starting the {name} plugin: {e}")));
+        }
     }
     let loaded: Vec<String> = state
         .plugins

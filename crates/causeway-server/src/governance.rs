@@ -17,6 +17,9 @@ use causeway_store::ConfigStore;
 use futures_util::StreamExt;
 
 pub const VK_KIND: &str = "virtual_key";
+/// Request value set when the caller's virtual key disables content logging; the
+/// observation drops request/response content when it sees it.
+pub const DISABLE_CONTENT_LOGGING: &str = "disable_content_logging";
 pub const TEAM_KIND: &str = "team";
 pub const CUSTOMER_KIND: &str = "customer";
 
@@ -191,6 +194,12 @@ impl Plugin for GovernancePlugin {
             match decision {
                 Ok(grant) => {
                     ctx.key_filter = grant.allowed_key_ids.clone();
+                    if grant.disable_content_logging {
+                        ctx.values.insert(
+                            DISABLE_CONTENT_LOGGING.into(),
+                            serde_json::Value::Bool(true),
+                        );
+                    }
                     ctx.values.insert(
                         "virtual_key_id".into(),
                         serde_json::Value::String(grant.vk_id.clone()),

@@ -19,6 +19,7 @@ pub mod error;
 pub mod gateway;
 pub mod governance;
 pub mod inference;
+pub mod logging;
 pub mod observe;
 pub mod otel;
 pub mod plugin_setup;
@@ -117,6 +118,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/governance/budgets", get(api::governance::budgets))
         .route("/governance/rate-limits", get(api::governance::rate_limits))
+        .merge(api::logs::router(state.logs.as_ref().map(|l| {
+            Arc::new(api::logs::LogsApi {
+                store: l.store.clone(),
+                dropped: l.writer.dropped_counter(),
+            })
+        })))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -177,9 +184,17 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         },
     };
     let healthy = store_state == "ok" || store_state == "disabled";
+    // Informational only: requests never depend on the logs store.
+    let logs_state = match &st.logs {
+        None => "disabled".to_owned(),
+        Some(l) => match l.store.ping().await {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("error: {e}"),
+        },
+    };
     let body = serde_json::json!({
         "status": if healthy { "ok" } else { "degraded" },
-        "components": {"config_store": store_state},
+        "components": {"config_store": store_state, "logs_store": logs_state},
         "providers": st.providers.load().len(),
     });
     if healthy {

@@ -164,6 +164,19 @@ impl Observation {
             (Some(u), Some(p), Some(m)) => self.st.governance.pricing.cost(p, m, u),
             _ => None,
         };
+        // A virtual key may turn content logging off for its calls (known only after the
+        // governance pre-hook ran, so it is applied here rather than in `start`).
+        let keep_content = self.keep_content
+            && ctx
+                .values
+                .get(crate::governance::DISABLE_CONTENT_LOGGING)
+                .and_then(Value::as_bool)
+                != Some(true);
+        let (input, output) = if keep_content {
+            (self.input, output)
+        } else {
+            (None, None)
+        };
         let value_str = |k: &str| ctx.values.get(k).and_then(Value::as_str).map(str::to_owned);
         let record = RequestRecord {
             request_id: ctx.request_id.clone(),
@@ -192,7 +205,7 @@ impl Observation {
             usage,
             cost,
             trace: std::mem::take(&mut ctx.trace),
-            input: self.input,
+            input,
             output,
             dimensions: dimensions(ctx),
             trace_context: ctx.trace_context,

@@ -12,6 +12,7 @@ use crate::governance::{Governance, GovernancePlugin};
 pub fn plugin_loader(
     governance: Arc<Governance>,
     telemetry: Arc<crate::telemetry::TelemetryHub>,
+    log_writer: Option<causeway_logstore::LogWriter>,
 ) -> PluginLoader {
     let telemetry_hub = telemetry.clone();
     let otel_stats = telemetry.otel.clone();
@@ -40,6 +41,16 @@ pub fn plugin_loader(
             Arc::new(move |cfg| {
                 crate::telemetry::TelemetryPlugin::from_config(cfg, &telemetry_hub)
                     .map(|p| Arc::new(p) as Arc<dyn Plugin>)
+            }),
+        )
+        .with_builtin(
+            "logging",
+            Arc::new(move |cfg| match &log_writer {
+                Some(w) => crate::logging::LoggingPlugin::from_config(w.clone(), cfg)
+                    .map(|p| Arc::new(p) as Arc<dyn Plugin>),
+                None => Err(LoadError::InvalidConfig(
+                    "the logs store is disabled (logs_store.enabled: false in config.json); enable it and restart to keep request logs".to_owned(),
+                )),
             }),
         )
         .with_builtin(

@@ -36,6 +36,8 @@ pub struct AppState {
     pub providers: ArcSwap<Vec<StoredProvider>>,
     /// Live metrics of the `telemetry` plugin (and the `otel` exporter's counters).
     pub telemetry: Arc<crate::telemetry::TelemetryHub>,
+    /// Request logs (store, writer, retention); `None` when `logs_store.enabled` is false.
+    pub logs: Option<Arc<crate::logging::LogsRuntime>>,
 }
 
 impl AppState {

@@ -869,6 +869,9 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     };
     let mut body = t.render();
     st.telemetry.otel.render_into(&mut body);
+    if let Some(logs) = &st.logs {
+        crate::logging::render_metrics(&logs.writer.stats(), &mut body);
+    }
     let mut resp = Response::new(Body::from(body));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

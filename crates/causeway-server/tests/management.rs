@@ -1889,7 +1889,11 @@ async fn health_reports_store_ok() {
     let (s, v) = json_of(resp).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "ok", "{v}");
-    assert_eq!(v["components"], json!({"config_store": "ok"}), "{v}");
+    assert_eq!(
+        v["components"],
+        json!({"config_store": "ok", "logs_store": "ok"}),
+        "{v}"
+    );
 }
 
 // ---- 11. error envelope ----------------------------------------------------------------------

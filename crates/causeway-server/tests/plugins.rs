@@ -84,13 +84,15 @@ async fn seed_example_body_gets_an_envelope_and_builtins_are_listed() {
         "{names:?}"
     );
 
-    // Governance is a built-in that is on by default.
+    // Governance and request logging are built-ins that are on by default.
     let (s, v) = json_of(h.get("/api/plugins").await).await;
     assert_eq!(s, 200);
-    assert_eq!(v["count"], 1, "{v}");
-    assert_eq!(v["plugins"][0]["name"], "governance");
-    assert_eq!(v["plugins"][0]["status"]["status"], "active");
-    assert_plugin_shape(&v["plugins"][0]);
+    assert_eq!(v["count"], 2, "{v}");
+    for (i, name) in ["governance", "logging"].iter().enumerate() {
+        assert_eq!(v["plugins"][i]["name"], *name, "{v}");
+        assert_eq!(v["plugins"][i]["status"]["status"], "active");
+        assert_plugin_shape(&v["plugins"][i]);
+    }
 }
 
 #[tokio::test]
@@ -275,9 +277,9 @@ async fn create_validation_errors() {
             .unwrap()
             .starts_with("Invalid request body")
     );
-    // Nothing was left behind by the failures (only the default governance plugin).
+    // Nothing was left behind by the failures (only the default governance and logging).
     let (_, v) = json_of(h.get("/api/plugins").await).await;
-    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(v["count"], 2, "{v}");
 }
 
 #[tokio::test]

@@ -219,7 +219,6 @@ pub async fn update(
     })?;
     let _guard = st.write_lock.lock().await;
     let existing = st.plugins.spec(&name);
-    let is_new = existing.is_none();
     // PUT creates a missing definition (Bifrost compatible), starting from a disabled one.
     let old = existing.unwrap_or_else(|| PluginSpec {
         name: name.clone(),
@@ -261,10 +260,19 @@ pub async fn update(
         .await
         .map_err(|e| load_error(e, UPDATE_FAILED))?;
     let record = record_from_spec(&spec);
-    let saved = if is_new {
-        store.insert_plugin(&record).await
-    } else {
+    // Defaults started at boot (governance, logging) run without a stored row until
+    // their first change.
+    let stored = match store.get_plugin(&name).await {
+        Ok(row) => row.is_some(),
+        Err(e) => {
+            let _ = st.plugins.update(old).await;
+            return Err(store_error(e).into());
+        }
+    };
+    let saved = if stored {
         store.update_plugin(&record).await
+    } else {
+        store.insert_plugin(&record).await
     };
     if let Err(e) = saved {
         // Keep the running state consistent with what is stored.
