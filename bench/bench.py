@@ -375,8 +375,16 @@ def write_causeway_config(path: Path, mocks: dict[str, int]) -> None:
         }
     slow = provider(mocks["slow"])
     slow["custom_provider_config"] = {"base_provider_type": "openai"}
-    path.write_text(json.dumps({"providers": {"openai": provider(mocks["fast"]), "slow": slow}},
-                               indent=2))
+    # Request logging off, like the other contenders (nginx's access log is off, LiteLLM and
+    # Portkey keep no request database here); its cost is counted separately by callgrind.
+    config = {"providers": {"openai": provider(mocks["fast"]), "slow": slow},
+              "client": {"enable_logging": False},
+              "logs_store": {"writer": {"batch_interval": "50ms"}}}
+    # Experiments: e.g. CAUSEWAY_BENCH_CLIENT='{"enable_logging": false}' to price a feature.
+    extra = os.environ.get("CAUSEWAY_BENCH_CLIENT")
+    if extra:
+        config["client"] = json.loads(extra)
+    path.write_text(json.dumps(config, indent=2))
 
 
 def causeway_version() -> str:
@@ -683,6 +691,23 @@ class Suite:
             ir = callgrind_total(d, dump)
             result["stream"] = {"streams": s, "complete": r["complete"], "instructions": ir,
                                 "per_stream": ir / max(1, s), "dump": str(dump_file(d, dump))}
+            # The same 1 KB chat with request logging on (the default): the entry, the batched
+            # insert and the content's full-text indexing, flushed inside the counted window.
+            base = route.url.split("/v1/")[0]
+            status, text = post(base + "/api/plugins", json.dumps({"name": "logging", "enabled": True}).encode(), {})
+            if status != 201:
+                raise RuntimeError(f"enabling request logging: {status} {text[:200]!r}")
+            self.load(fake, route, "1k", 1, 300, warmup=0, max_requests=50)
+            time.sleep(1.0)
+            self.callgrind_control(proc.pid, "--zero")
+            r = self.load(fake, route, "1k", 1, 300, warmup=0, max_requests=n)
+            time.sleep(1.0)
+            self.callgrind_control(proc.pid, "--dump")
+            dump += 1
+            ir = callgrind_total(d, dump)
+            result["1k_logged"] = {"requests": r["requests"], "errors": r["errors"] + r["status_errors"],
+                                   "instructions": ir, "per_request": ir / max(1, r["requests"]),
+                                   "dump": str(dump_file(d, dump))}
             result["top_1k"] = callgrind_top(dump_file(d, 1), 15)
             return result
         finally:
@@ -997,7 +1022,8 @@ def render(res: dict, command: str) -> str:
               "count. Deterministic to within a few percent whatever the machine's load: compare "
               "runs to catch regressions.", "",
               "| request | count | instructions per request |", "|---|---|---|"]
-        for label, name in (("1k", "chat, 1 KB prompt"), ("10k", "chat, 10 KB prompt")):
+        for label, name in (("1k", "chat, 1 KB prompt"), ("10k", "chat, 10 KB prompt"),
+                            ("1k_logged", "chat, 1 KB prompt, request logging on (default config)")):
             r = cg.get(label)
             if r:
                 L.append(f"| {name} | {r['requests']} | {r['per_request']:,.0f} |")
@@ -1134,6 +1160,8 @@ def main() -> int:
                     + ",".join(CONTENDERS) + "); RESULTS.md is then not written")
     ap.add_argument("--command", default="bench/run.sh", help="command line shown in RESULTS.md")
     ap.add_argument("--render-only", action="store_true", help="re-render RESULTS.md from .work/results.json")
+    ap.add_argument("--callgrind-only", action="store_true",
+                    help="only count Causeway's instructions per request (prints them; RESULTS.md is left alone)")
     args = ap.parse_args()
     WORK.mkdir(exist_ok=True)
     if args.render_only:
@@ -1151,6 +1179,20 @@ def main() -> int:
     (WORK / "pids").unlink(missing_ok=True)
 
     suite = Suite("quick" if args.quick else "full", only)
+    if args.callgrind_only:
+        try:
+            mocks, _ = suite.start_mocks()
+            cg = suite.callgrind(mocks)
+        finally:
+            PROCS.stop_all()
+        (WORK / "callgrind.json").write_text(json.dumps(cg, indent=1))
+        for label in ("1k", "10k", "1k_logged"):
+            log(f"chat {label}: {cg[label]['per_request']:,.0f} instructions per request "
+                f"({cg[label]['requests']} requests, {cg[label]['errors']} errors)")
+        log(f"stream: {cg['stream']['per_stream']:,.0f} instructions per stream")
+        for row in cg["top_1k"].get("causeway_inclusive", [])[:12]:
+            log(f"  {row}")
+        return 0
     try:
         suite.run()
     except KeyboardInterrupt:

@@ -21,17 +21,43 @@ pub enum ProviderOutput {
     Stream(ChunkStream),
 }
 
-/// The provider layer: holds the shared HTTP client; cheap to clone.
+/// The provider layer: hands each attempt a pooled HTTP client; cheap to clone.
 #[derive(Clone)]
 pub struct Providers {
-    client: crate::http::HttpClient,
+    id: u64,
+    opts: std::sync::Arc<ClientOptions>,
 }
+
+thread_local! {
+    /// One pooled client per thread and `Providers`. hyper runs each upstream connection as
+    /// its own task on the runtime that opened it; with a client per thread, the connection
+    /// serving a request lives on the request's own thread, so a round trip needs no
+    /// cross-thread wake-ups (when each thread runs its own runtime; see `causeway --threads`).
+    static CLIENTS: std::cell::RefCell<Vec<(u64, crate::http::HttpClient)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Providers {
     pub fn new(opts: &ClientOptions) -> Self {
         Providers {
-            client: crate::http::build_client(opts),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            opts: std::sync::Arc::new(opts.clone()),
         }
+    }
+
+    /// This thread's client (built on first use).
+    fn client(&self) -> crate::http::HttpClient {
+        CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
+                return c.clone();
+            }
+            let c = crate::http::build_client(&self.opts);
+            clients.push((self.id, c.clone()));
+            c
+        })
     }
 
     /// One attempt: `model` is the upstream model id (no provider prefix).
@@ -45,10 +71,10 @@ impl Providers {
     ) -> Result<ProviderOutput, GatewayError> {
         match endpoint.family {
             Family::OpenAi => {
-                openai::execute(&self.client, endpoint, api_key, request, model, forward).await
+                openai::execute(&self.client(), endpoint, api_key, request, model, forward).await
             }
             Family::Anthropic => {
-                messages_api::execute(&self.client, endpoint, api_key, request, model, forward)
+                messages_api::execute(&self.client(), endpoint, api_key, request, model, forward)
                     .await
             }
         }
@@ -61,8 +87,8 @@ impl Providers {
         api_key: Option<&str>,
     ) -> Result<Vec<serde_json::Value>, GatewayError> {
         match endpoint.family {
-            Family::OpenAi => openai::list_models(&self.client, endpoint, api_key).await,
-            Family::Anthropic => messages_api::list_models(&self.client, endpoint, api_key).await,
+            Family::OpenAi => openai::list_models(&self.client(), endpoint, api_key).await,
+            Family::Anthropic => messages_api::list_models(&self.client(), endpoint, api_key).await,
         }
     }
 }

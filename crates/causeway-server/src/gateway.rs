@@ -31,6 +31,11 @@ pub struct GatewayOptions {
     pub insecure_no_auth: bool,
     /// Configure providers from `OPENAI_API_KEY` etc. when there is no config.json.
     pub env_autoconfig: bool,
+    /// Threads that accept and serve connections, each running its own single-threaded
+    /// runtime (thread per core, like nginx's workers): a request and its upstream
+    /// connection stay on one thread, with no cross-thread wake-ups. 0 serves on the
+    /// caller's runtime instead.
+    pub serve_threads: usize,
 }
 
 impl Default for GatewayOptions {
@@ -42,6 +47,7 @@ impl Default for GatewayOptions {
             port: 8080,
             insecure_no_auth: false,
             env_autoconfig: true,
+            serve_threads: 0,
         }
     }
 }
@@ -75,7 +81,11 @@ impl Gateway {
             .map_err(|e| StartError(format!("reading the listen address: {e}")))?;
         let (tx, rx) = watch::channel(false);
         let app = crate::router(state.clone());
-        let task = tokio::spawn(serve(listener, app, rx.clone()));
+        let task = if opts.serve_threads == 0 {
+            tokio::spawn(serve(listener, app, rx.clone()))
+        } else {
+            spawn_serve_threads(listener, app, rx.clone(), opts.serve_threads)?
+        };
         if let Some(store) = state.store.clone() {
             tokio::spawn(persist_usage_loop(state.governance.clone(), store, rx));
         }
@@ -149,6 +159,56 @@ async fn bind(opts: &GatewayOptions, auth_enabled: bool) -> Result<TcpListener, 
         )),
         None => StartError(format!("--host {} resolved to no address", opts.host)),
     })
+}
+
+/// Runs `serve` on `n` threads, each with its own current-thread runtime, all accepting
+/// from the one listening socket (whichever thread is free takes the next connection).
+/// The returned task ends when every thread has finished.
+fn spawn_serve_threads(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: watch::Receiver<bool>,
+    n: usize,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let shared = listener
+        .into_std()
+        .map_err(|e| StartError(format!("preparing the listener for serve threads: {e}")))?;
+    let mut finished = Vec::with_capacity(n);
+    for i in 0..n {
+        let socket = shared
+            .try_clone()
+            .map_err(|e| StartError(format!("sharing the listener with serve threads: {e}")))?;
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("causeway-serve-{i}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, thread = i, "cannot start a serve thread's runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match TcpListener::from_std(socket) {
+                        Ok(listener) => serve(listener, app, shutdown).await,
+                        Err(e) => tracing::error!(error = %e, thread = i, "cannot register the listener"),
+                    }
+                });
+                let _ = done.send(());
+            })
+            .map_err(|e| StartError(format!("starting serve thread {i}: {e}")))?;
+        finished.push(finished_rx);
+    }
+    Ok(tokio::spawn(async move {
+        for f in finished {
+            let _ = f.await;
+        }
+    }))
 }
 
 /// A listener with a deep accept queue: bursts of new connections (thousands of streams

@@ -2,6 +2,7 @@
 //! (logging, telemetry, otel). Runs after the answer is written (for streams: when the
 //! stream ends or the client goes away), never on the client's clock.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -9,6 +10,7 @@ use causeway_core::{
     GatewayError, LlmRequest, Outcome, RequestContext, RequestRecord, RouteInfo, Usage,
 };
 use causeway_plugins::PluginChain;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::state::AppState;
@@ -267,13 +269,98 @@ pub fn truncate(s: &str) -> String {
 
 /// The assistant text of a chat/text completion body (for content logs).
 fn completion_text(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let choice = v.get("choices")?.get(0)?;
-    let text = choice
-        .pointer("/message/content")
-        .or_else(|| choice.get("text"))
-        .and_then(Value::as_str)?;
-    Some(truncate(text))
+    first_choice_text(body).map(|t| truncate(&t))
+}
+
+/// The first choice's text (`message.content`, `delta.content` or `text`) of an OpenAI body
+/// or stream chunk. Only those fields are parsed, and the text is borrowed when it has no
+/// escapes: this runs for every logged request and every streamed chunk.
+fn first_choice_text(json: &[u8]) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow, default)]
+        choices: Vec<Choice<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Choice<'a> {
+        #[serde(borrow, default)]
+        message: Option<Message<'a>>,
+        #[serde(borrow, default)]
+        delta: Option<Message<'a>>,
+        #[serde(borrow, default)]
+        text: Option<MaybeText<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow, default)]
+        content: Option<MaybeText<'a>>,
+    }
+    let body: Body<'_> = serde_json::from_slice(json).ok()?;
+    let choice = body.choices.into_iter().next()?;
+    choice
+        .message
+        .and_then(|m| m.content)
+        .or_else(|| choice.delta.and_then(|m| m.content))
+        .or(choice.text)
+        .and_then(|t| t.0)
+}
+
+/// A JSON value that is kept when it is a string and skipped (as `None`) otherwise, so an
+/// array of content parts or a `null` does not fail the whole parse.
+struct MaybeText<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MaybeText<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeText(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeText(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MaybeText(Some(Cow::Owned(v))))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeText(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(MaybeText(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Accumulates streamed delta text for content logs, bounded.
@@ -288,22 +375,14 @@ impl StreamText {
         if self.truncated {
             return;
         }
-        let Ok(v) = serde_json::from_slice::<Value>(chunk) else {
+        let Some(piece) = first_choice_text(chunk) else {
             return;
         };
-        let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else {
-            return;
-        };
-        let piece = choice
-            .pointer("/delta/content")
-            .or_else(|| choice.get("text"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
         if self.text.len() + piece.len() > MAX_CONTENT_BYTES {
             self.truncated = true;
             self.text.push_str("…[truncated]");
         } else {
-            self.text.push_str(piece);
+            self.text.push_str(&piece);
         }
     }
 
@@ -376,5 +455,62 @@ impl StreamTap {
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn first_choice_text_reads_only_what_it_needs() {
+        let t = |s: &str| first_choice_text(s.as_bytes()).map(|c| c.into_owned());
+        assert_eq!(
+            t(
+                r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"Hi \"you\""},"finish_reason":"stop"}],"usage":{"total_tokens":3}}"#
+            ),
+            Some("Hi \"you\"".to_owned())
+        );
+        assert_eq!(
+            t(r#"{"choices":[{"delta":{"content":"piece"}}]}"#),
+            Some("piece".to_owned())
+        );
+        assert_eq!(
+            t(r#"{"choices":[{"text":"legacy"}]}"#),
+            Some("legacy".to_owned())
+        );
+        // Tool calls, null content, content parts, no choices, not JSON: no text, no error.
+        assert_eq!(
+            t(r#"{"choices":[{"message":{"content":null,"tool_calls":[{"id":"1"}]}}]}"#),
+            None
+        );
+        assert_eq!(
+            t(r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"}]}}]}"#),
+            None
+        );
+        assert_eq!(t(r#"{"choices":[]}"#), None);
+        assert_eq!(t(r#"{"usage":{"total_tokens":3}}"#), None);
+        assert_eq!(t("not json"), None);
+    }
+
+    #[test]
+    fn stream_text_accumulates_and_caps() {
+        let mut st = StreamText::default();
+        st.push_chunk(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#);
+        st.push_chunk(br#"{"choices":[{"delta":{"content":"Hello "}}]}"#);
+        st.push_chunk(br#"{"choices":[{"delta":{"content":"world"}}]}"#);
+        st.push_chunk(br#"{"choices":[],"usage":{"total_tokens":3}}"#);
+        assert_eq!(st.finish().as_deref(), Some("Hello world"));
+        let mut st = StreamText::default();
+        let big = "x".repeat(MAX_CONTENT_BYTES / 2 + 1);
+        for _ in 0..3 {
+            st.push_chunk(
+                format!(r#"{{"choices":[{{"delta":{{"content":"{big}"}}}}]}}"#).as_bytes(),
+            );
+        }
+        let out = st.finish().unwrap();
+        assert!(out.ends_with("…[truncated]") && out.len() < MAX_CONTENT_BYTES + 32);
     }
 }

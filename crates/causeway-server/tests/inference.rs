@@ -733,3 +733,95 @@ async fn bare_model_resolves_through_key_model_lists_and_key_pinning() {
             .any(|(k, v)| k == "openai-organization" && v == "org-123")
     );
 }
+
+/// The binary's default: connections served by threads that each run their own runtime
+/// (and their own upstream pool). Requests over many connections, a stream, the management
+/// API, and a graceful shutdown that lets an in-flight request finish.
+#[tokio::test]
+async fn serve_threads_serve_requests_streams_and_shut_down() {
+    let m = mock(MockConfig {
+        stream_chunks: 4,
+        ..MockConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        json!({"providers": {"openai": provider(&m.base_url(), &[("k1", "sk-one-111111111111")])}})
+            .to_string(),
+    )
+    .unwrap();
+    let mut opts = common::options(dir.path().to_path_buf());
+    opts.serve_threads = 2;
+    let gw = causeway_server::Gateway::start(opts).await.unwrap();
+    let url = gw.url();
+    // Separate clients: separate connections, spread over the threads.
+    let calls = (0..16).map(|_| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/v1/chat/completions"))
+                .json(&chat_body("openai/gpt-4o"))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap();
+            (status, content_of(&v).to_owned())
+        }
+    });
+    for (status, content) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200);
+        assert_eq!(content, "Hello from mock-provider");
+    }
+    let http = reqwest::Client::new();
+    let mut body = chat_body("openai/gpt-4o");
+    body["stream"] = json!(true);
+    let text = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let providers: Value = http
+        .get(format!("{url}/api/providers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(providers["total"], 1, "{providers}");
+
+    // A slow request in flight while shutting down still completes.
+    m.set_config(MockConfig {
+        latency: Duration::from_millis(300),
+        ..MockConfig::default()
+    });
+    let slow = tokio::spawn({
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/chat/completions"))
+                .json(&chat_body("openai/gpt-4o"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.shutdown().await;
+    assert_eq!(slow.await.unwrap().unwrap(), 200);
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{url}/health"))
+            .send()
+            .await
+            .is_err(),
+        "no longer listening after shutdown"
+    );
+}

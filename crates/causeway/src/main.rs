@@ -44,6 +44,11 @@ struct Args {
     #[arg(long, env = "CAUSEWAY_LOG_STYLE", default_value = "pretty", value_parser = ["pretty", "json"])]
     log_style: String,
 
+    /// Threads that serve connections, each with its own event loop (thread per core: a
+    /// request and its upstream connection stay on one thread). 0 = one per CPU core.
+    #[arg(long, env = "CAUSEWAY_THREADS", default_value_t = 0)]
+    threads: usize,
+
     /// Serve the management API to any client that can reach the port, without
     /// authentication, and allow binding a non-loopback address. Only on trusted networks.
     #[arg(long, env = "CAUSEWAY_INSECURE_NO_AUTH")]
@@ -53,7 +58,11 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(&args);
+    // The serve threads run their own runtimes; this one runs start-up and background work
+    // (log writer, retention, usage persistence, exporters), which needs little.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("causeway-control")
         .enable_all()
         .build()
     {
@@ -74,6 +83,10 @@ async fn run(args: Args) -> ExitCode {
         port: args.port,
         insecure_no_auth: args.insecure_no_auth,
         env_autoconfig: true,
+        serve_threads: match args.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        },
     };
     let gateway = match Gateway::start(opts).await {
         Ok(g) => g,

@@ -21,6 +21,7 @@ pub fn options(dir: PathBuf) -> GatewayOptions {
         port: 0,
         insecure_no_auth: false,
         env_autoconfig: false,
+        serve_threads: 0,
     }
 }
 
