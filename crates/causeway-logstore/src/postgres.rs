@@ -10,9 +10,18 @@
 //!   `NULLS FIRST`, the order the API sorts unpriced rows in (a default b-tree puts
 //!   NULLs last, so `ORDER BY cost DESC NULLS LAST` could not walk it).
 //!
-//! Content is searched through `log_content.search`, a `tsvector` with a GIN index,
+//! Content is searched through `log_search.search`, a `tsvector` with a GIN index,
 //! built from tokens made in Rust (see `query::search_document` for how this mirrors
-//! FTS5 and where it differs).
+//! FTS5 and where it differs). It has a table of its own (`log_search`), as FTS5 does:
+//! the GIN index yields heap positions, and turning them into `seq`s reads a heap page
+//! per match, so the rows there should be only `seq` and the vector (about 850 bytes),
+//! not also the content (1.3 KiB). That page-per-match read is what a search matching
+//! tens of thousands of rows spends its time on, from the OS cache with Postgres'
+//! default 128 MB `shared_buffers`; a server whose `shared_buffers` holds `log_search`
+//! should do better (not measured here).
+//!
+//! Every connection runs with `jit = off`: the store's aggregates are short, and JIT
+//! compiling one costs more (up to 130 ms measured) than running it.
 
 use std::time::Duration;
 
@@ -72,6 +81,8 @@ pub async fn connect(options: PgConnectOptions, pool: &PgPoolConfig) -> Result<P
     } else {
         options
     };
+    // Session setting for this pool only; appended after the caller's own options.
+    let options = options.options([("jit", "off")]);
     let max = pool.max_connections.max(1);
     PgPoolOptions::new()
         .max_connections(max)
@@ -146,10 +157,13 @@ CREATE INDEX IF NOT EXISTS logs_cost ON logs (cost NULLS FIRST, seq) INCLUDE (st
 CREATE TABLE IF NOT EXISTS log_content (
     seq BIGINT PRIMARY KEY,
     input TEXT,
-    output TEXT,
+    output TEXT
+);
+CREATE TABLE IF NOT EXISTS log_search (
+    seq BIGINT PRIMARY KEY,
     search TSVECTOR NOT NULL
 );
-CREATE INDEX IF NOT EXISTS log_content_search ON log_content USING GIN (search);
+CREATE INDEX IF NOT EXISTS log_search_search ON log_search USING GIN (search);
 CREATE TABLE IF NOT EXISTS log_totals (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     n BIGINT NOT NULL,

@@ -64,9 +64,15 @@ impl Sql {
 pub enum ContentIndex {
     /// SQLite FTS5 table `logs_fts` (rowid = `logs.seq`).
     Fts5,
+    /// FTS5, written so it cannot drive the plan (`+seq IN (...)`): for a narrow time
+    /// window, reading the window's rows in order and probing the search matches beats
+    /// looking up every match across the whole table (SQLite, lacking statistics,
+    /// otherwise always starts from the matches: 200 ms instead of 20 ms for "last 24 h"
+    /// of 1M rows).
+    Fts5Probe,
     /// No full-text index: `LIKE` over `log_content` (a full scan of the content).
     Like,
-    /// Postgres: `log_content.search`, a `tsvector` with a GIN index, built from
+    /// Postgres: `log_search.search`, a `tsvector` with a GIN index, built from
     /// [`search_document`] and queried with [`ts_query`].
     TsVector,
 }
@@ -102,6 +108,19 @@ pub fn order_by(page: &Page, prefix: &str) -> String {
         _ => "",
     };
     format!(" ORDER BY {prefix}{col} {dir}{nulls}, {prefix}seq {dir}")
+}
+
+/// [`order_by`] on expressions no index provides (`ts + 0`): the same order, but the
+/// planner must gather the matches first and sort them instead of walking a sort index.
+pub fn order_by_unindexed(page: &Page) -> String {
+    let col = sort_column(page.sort_by);
+    let dir = page.order.as_str();
+    let nulls = match (page.sort_by, page.order) {
+        (SortBy::Cost, Order::Asc) => " NULLS FIRST",
+        (SortBy::Cost, Order::Desc) => " NULLS LAST",
+        _ => "",
+    };
+    format!(" ORDER BY {col} + 0 {dir}{nulls}, seq + 0 {dir}")
 }
 
 fn push_in(sql: &mut Sql, conds: &mut Vec<()>, col: &str, values: &[String]) {
@@ -357,10 +376,13 @@ pub fn push_where(sql: &mut Sql, filter: &LogFilter, content: ContentIndex, pref
         && !search.is_empty()
     {
         match content {
-            ContentIndex::Fts5 => {
+            ContentIndex::Fts5 | ContentIndex::Fts5Probe => {
                 start_cond(sql, &mut conds);
                 match fts_query(search) {
                     Some(q) => {
+                        if content == ContentIndex::Fts5Probe {
+                            sql.push("+");
+                        }
                         sql.push(&c("seq"))
                             .push(" IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ")
                             .bind(Bind::Text(q))
@@ -377,7 +399,7 @@ pub fn push_where(sql: &mut Sql, filter: &LogFilter, content: ContentIndex, pref
                 match ts_query(search) {
                     Some(q) => {
                         sql.push(&c("seq"))
-                            .push(" IN (SELECT seq FROM log_content WHERE search @@ to_tsquery('simple', ")
+                            .push(" IN (SELECT seq FROM log_search WHERE search @@ to_tsquery('simple', ")
                             .bind(Bind::Text(q))
                             .push("))");
                     }

@@ -39,6 +39,10 @@ use crate::{
 /// Rows per multi-row `INSERT`: 27 binds each stays far below SQLite's 32,766-variable
 /// limit (and Postgres' 65,535).
 const INSERT_ROWS_PER_STATEMENT: usize = 500;
+/// Largest time window (in estimated rows) read in order while probing content-search
+/// matches, rather than looking each match up: reading 100,000 consecutive rows costs
+/// about what 15,000 scattered lookups do.
+const PROBE_WINDOW_ROWS: i128 = 100_000;
 /// Rows per delete transaction, so retention never holds the write lock for long and
 /// the writer keeps flushing while a large purge runs.
 const DELETE_CHUNK: i64 = 5_000;
@@ -473,18 +477,23 @@ impl LogStore {
             }
             for chunk in content.chunks(INSERT_ROWS_PER_STATEMENT) {
                 let mut sql = self.sql();
-                if self.content == ContentIndex::TsVector {
-                    sql.push("INSERT INTO log_content (seq, input, output, search) VALUES ");
-                } else {
-                    sql.push("INSERT INTO log_content (seq, input, output) VALUES ");
-                }
-                push_content_values(&mut sql, chunk, self.content == ContentIndex::TsVector);
+                sql.push("INSERT INTO log_content (seq, input, output) VALUES ");
+                push_content_values(&mut sql, chunk);
                 prepared(sql).execute(&mut *tx).await?;
-                if self.content == ContentIndex::Fts5 {
-                    let mut sql = self.sql();
-                    sql.push("INSERT INTO logs_fts (rowid, input, output) VALUES ");
-                    push_content_values(&mut sql, chunk, false);
-                    prepared(sql).execute(&mut *tx).await?;
+                match self.content {
+                    ContentIndex::Fts5 | ContentIndex::Fts5Probe => {
+                        let mut sql = self.sql();
+                        sql.push("INSERT INTO logs_fts (rowid, input, output) VALUES ");
+                        push_content_values(&mut sql, chunk);
+                        prepared(sql).execute(&mut *tx).await?;
+                    }
+                    ContentIndex::TsVector => {
+                        let mut sql = self.sql();
+                        sql.push("INSERT INTO log_search (seq, search) VALUES ");
+                        push_search_values(&mut sql, chunk);
+                        prepared(sql).execute(&mut *tx).await?;
+                    }
+                    ContentIndex::Like => {}
                 }
             }
             if let Some(sql) = self.delta_sql(&delta, 1) {
@@ -498,7 +507,18 @@ impl LogStore {
 
     /// Number of logs stored (O(1), from the running totals).
     pub async fn count(&self) -> Result<u64> {
-        Ok(self.stats(&LogFilter::default()).await?.total_requests)
+        Ok(self.totals().await?.total_requests)
+    }
+
+    /// The running totals: stats of every row, O(1).
+    async fn totals(&self) -> Result<LogStats> {
+        on_pool!(&self.backend, pool => {
+            let row = sqlx::query(TOTALS_SELECT).fetch_optional(pool).await?;
+            match row {
+                Some(row) => stats_row(&row),
+                None => Ok(LogStats::default()),
+            }
+        })
     }
 
     /// Number of logs `filter` matches.
@@ -506,9 +526,10 @@ impl LogStore {
         if filter.is_empty() {
             return self.count().await;
         }
+        let content = self.content_plan(filter).await?;
         let mut sql = self.sql();
         sql.push("SELECT COUNT(*) FROM logs");
-        query::push_where(&mut sql, filter, self.content, "");
+        query::push_where(&mut sql, filter, content, "");
         let n: i64 = on_pool!(&self.backend, pool => {
             prepared(sql).fetch_one(pool).await?.try_get(0)?
         });
@@ -518,17 +539,12 @@ impl LogStore {
     /// Aggregates over the logs `filter` matches.
     pub async fn stats(&self, filter: &LogFilter) -> Result<LogStats> {
         if filter.is_empty() {
-            return on_pool!(&self.backend, pool => {
-                let row = sqlx::query(TOTALS_SELECT).fetch_optional(pool).await?;
-                match row {
-                    Some(row) => stats_row(&row),
-                    None => Ok(LogStats::default()),
-                }
-            });
+            return self.totals().await;
         }
+        let content = self.content_plan(filter).await?;
         let mut sql = self.sql();
         sql.push(STATS_SELECT);
-        query::push_where(&mut sql, filter, self.content, "");
+        query::push_where(&mut sql, filter, content, "");
         on_pool!(&self.backend, pool => {
             let row = prepared(sql).fetch_one(pool).await?;
             stats_row(&row)
@@ -588,10 +604,26 @@ impl LogStore {
                 next_cursor: None,
             });
         }
-        // Only SQLite needs the hint (and so the row count it is computed from).
-        let hint =
-            self.is_sqlite() && prefer_sort_index(filter, page, self.count().await?, matched);
+        // SQLite: whether to hint the sort index. Postgres plans well from its statistics
+        // except with content search, whose match estimates are rough: when matches are
+        // sparse it may still walk the sort index, testing each row's vector (1 s for 382
+        // matches in 1M rows). There the sort key is fenced (`ts + 0`), so the matches
+        // are gathered through the GIN index and sorted (70 ms).
+        let searching = filter
+            .content_search
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty());
+        let (hint, fence) = if self.is_sqlite() {
+            let walk = prefer_sort_index(filter, page, self.count().await?, matched);
+            (walk, false)
+        } else if searching {
+            let walk = prefer_sort_index(filter, page, self.count().await?, matched);
+            (false, !walk)
+        } else {
+            (false, false)
+        };
 
+        let content = self.content_plan(filter).await?;
         let mut sql = self.sql();
         sql.push("SELECT l.seq, l.")
             .push(&LOG_COLUMNS.replace(", ", ", l."))
@@ -602,12 +634,16 @@ impl LogStore {
         }
         let before = sql.binds.len();
         let where_start = sql.text.len();
-        query::push_where(&mut sql, filter, self.content, "");
+        query::push_where(&mut sql, filter, content, "");
         let has_where = sql.text.len() > where_start || sql.binds.len() > before;
         if let Some(cur) = &cursor {
             query::push_after(&mut sql, cur, has_where, "");
         }
-        sql.push(&query::order_by(page, ""));
+        if fence {
+            sql.push(&query::order_by_unindexed(page));
+        } else {
+            sql.push(&query::order_by(page, ""));
+        }
         sql.push(" LIMIT ").bind(Bind::Int(i64::from(limit)));
         if cursor.is_none() && page.offset > 0 {
             sql.push(" OFFSET ").bind(Bind::Int(i64::from(page.offset)));
@@ -717,14 +753,14 @@ impl LogStore {
                 // totals): it waits for in-flight batches of other replicas to commit, and
                 // holds back new ones until the wipe commits, so the totals read next are
                 // exactly the rows truncated.
-                sqlx::query("LOCK TABLE logs, log_content IN ACCESS EXCLUSIVE MODE")
+                sqlx::query("LOCK TABLE logs, log_content, log_search IN ACCESS EXCLUSIVE MODE")
                     .execute(&mut *tx)
                     .await?;
                 let n: i64 = sqlx::query_scalar("SELECT n FROM log_totals WHERE id = 1")
                     .fetch_optional(&mut *tx)
                     .await?
                     .unwrap_or(0);
-                sqlx::query("TRUNCATE logs, log_content")
+                sqlx::query("TRUNCATE logs, log_content, log_search")
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(TOTALS_RESET).execute(&mut *tx).await?;
@@ -768,10 +804,12 @@ impl LogStore {
                     );
                 }
                 if !seqs.is_empty() {
-                    let tables: &[(&str, &str)] = if self.content == ContentIndex::Fts5 {
-                        &[("log_content", "seq"), ("logs_fts", "rowid")]
-                    } else {
-                        &[("log_content", "seq")]
+                    let tables: &[(&str, &str)] = match self.content {
+                        ContentIndex::Fts5 | ContentIndex::Fts5Probe => {
+                            &[("log_content", "seq"), ("logs_fts", "rowid")]
+                        }
+                        ContentIndex::TsVector => &[("log_content", "seq"), ("log_search", "seq")],
+                        ContentIndex::Like => &[("log_content", "seq")],
                     };
                     for (table, key) in tables {
                         let mut sql = self.sql();
@@ -842,6 +880,41 @@ impl LogStore {
         Ok(())
     }
 
+    /// How this query should use the content index: on SQLite, a content search within
+    /// a time window of (by a uniform estimate over the stored span) at most
+    /// [`PROBE_WINDOW_ROWS`] rows probes the matches instead of starting from them.
+    async fn content_plan(&self, filter: &LogFilter) -> Result<ContentIndex> {
+        let windowed = filter.start_time.is_some() || filter.end_time.is_some();
+        let searching = filter
+            .content_search
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty());
+        let by_id = filter.request_id.as_deref().is_some_and(|s| !s.is_empty());
+        let Backend::Sqlite(pool) = &self.backend else {
+            return Ok(self.content);
+        };
+        if self.content != ContentIndex::Fts5 || !windowed || !searching || by_id {
+            return Ok(self.content);
+        }
+        let (min, max): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT (SELECT MIN(ts) FROM logs), (SELECT MAX(ts) FROM logs)")
+                .fetch_one(pool)
+                .await?;
+        let (Some(min), Some(max)) = (min, max) else {
+            return Ok(self.content);
+        };
+        let lo = filter.start_time.unwrap_or(min).max(min);
+        let hi = filter.end_time.unwrap_or(max).min(max);
+        let span = (i128::from(max) - i128::from(min)).max(0) + 1;
+        let window = (i128::from(hi) - i128::from(lo) + 1).max(0);
+        let rows = i128::from(to_i64(self.totals().await?.total_requests));
+        Ok(if rows * window / span <= PROBE_WINDOW_ROWS {
+            ContentIndex::Fts5Probe
+        } else {
+            ContentIndex::Fts5
+        })
+    }
+
     /// The `log_totals` adjustment for a batch (`sign` 1) or a deleted chunk (-1), as a
     /// relative update: concurrent writers' adjustments add up, none is lost.
     fn delta_sql(&self, d: &Delta, sign: i64) -> Option<Sql> {
@@ -874,8 +947,8 @@ impl LogStore {
 const TOTALS_SELECT: &str = "SELECT n, success, errors, latency_sum AS latency, prompt_tokens AS prompt, completion_tokens AS completion, total_tokens AS total, cost_sum AS cost FROM log_totals WHERE id = 1";
 const TOTALS_RESET: &str = "UPDATE log_totals SET n = 0, success = 0, errors = 0, latency_sum = 0, prompt_tokens = 0, completion_tokens = 0, total_tokens = 0, cost_sum = 0 WHERE id = 1";
 
-/// `(seq, input, output)` rows, plus the search document for Postgres' `tsvector`.
-fn push_content_values(sql: &mut Sql, rows: &[(i64, &LogEntry)], ts_vector: bool) {
+/// `(seq, input, output)` rows.
+fn push_content_values(sql: &mut Sql, rows: &[(i64, &LogEntry)]) {
     for (i, (seq, e)) in rows.iter().enumerate() {
         if i > 0 {
             sql.push(", ");
@@ -885,14 +958,23 @@ fn push_content_values(sql: &mut Sql, rows: &[(i64, &LogEntry)], ts_vector: bool
             .push(", ")
             .bind(Bind::OptText(e.input.clone()))
             .push(", ")
-            .bind(Bind::OptText(e.output.clone()));
-        if ts_vector {
-            let doc = query::search_document(e.input.as_deref(), e.output.as_deref());
-            sql.push(", to_tsvector('simple', ")
-                .bind(Bind::Text(doc))
-                .push(")");
+            .bind(Bind::OptText(e.output.clone()))
+            .push(")");
+    }
+}
+
+/// `(seq, tsvector)` rows for Postgres' `log_search`.
+fn push_search_values(sql: &mut Sql, rows: &[(i64, &LogEntry)]) {
+    for (i, (seq, e)) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
         }
-        sql.push(")");
+        let doc = query::search_document(e.input.as_deref(), e.output.as_deref());
+        sql.push("(")
+            .bind(Bind::Int(*seq))
+            .push(", to_tsvector('simple', ")
+            .bind(Bind::Text(doc))
+            .push("))");
     }
 }
 

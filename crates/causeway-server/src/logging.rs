@@ -260,22 +260,75 @@ pub async fn open(app_dir: &Path, file: &ConfigFile) -> Result<Option<LogsRuntim
 }
 
 async fn open_postgres(loc: &StoreLocation) -> Result<(LogStore, String), StartError> {
-    let _ = (
-        &loc.url,
-        &loc.host,
-        &loc.port,
-        &loc.user,
-        &loc.password,
-        &loc.db_name,
-        &loc.ssl_mode,
-        &loc.max_idle_conns,
-        &loc.max_open_conns,
-        &loc.conn_max_lifetime,
+    use causeway_logstore::{PgConnectOptions, PgPoolConfig, PgSslMode};
+    use std::str::FromStr;
+    let field = |name: &str, e: &dyn std::fmt::Display| {
+        StartError(format!("logs_store.config.{name}: {e}"))
+    };
+    let mut options = match loc.url.as_deref().map(env_ref).filter(|u| !u.is_empty()) {
+        // The parser's message never echoes the URL (it may hold a password).
+        Some(url) => PgConnectOptions::from_str(&url).map_err(|e| field("url", &e))?,
+        None => PgConnectOptions::new_without_pgpass(),
+    };
+    if let Some(h) = loc.host.as_deref().map(env_ref).filter(|h| !h.is_empty()) {
+        options = options.host(&h);
+    }
+    if let Some(p) = loc.port {
+        options = options.port(p);
+    }
+    if let Some(u) = loc.user.as_deref().map(env_ref).filter(|u| !u.is_empty()) {
+        options = options.username(&u);
+    }
+    if let Some(p) = loc
+        .password
+        .as_deref()
+        .map(env_ref)
+        .filter(|p| !p.is_empty())
+    {
+        options = options.password(&p);
+    }
+    if let Some(d) = loc
+        .db_name
+        .as_deref()
+        .map(env_ref)
+        .filter(|d| !d.is_empty())
+    {
+        options = options.database(&d);
+    }
+    if let Some(m) = loc.ssl_mode.as_deref().filter(|m| !m.is_empty()) {
+        let mode = PgSslMode::from_str(m).map_err(|_| {
+            field(
+                "ssl_mode",
+                &format!("{m:?}; use disable, allow, prefer, require, verify-ca or verify-full"),
+            )
+        })?;
+        options = options.ssl_mode(mode);
+    }
+    let mut pool = PgPoolConfig::default();
+    if let Some(n) = loc.max_open_conns.filter(|n| *n > 0) {
+        pool.max_connections = n;
+    }
+    if let Some(n) = loc.max_idle_conns {
+        pool.min_connections = n.min(pool.max_connections);
+    }
+    if let Some(v) = &loc.conn_max_lifetime {
+        pool.max_lifetime = Some(duration_of(v).ok_or_else(|| {
+            field(
+                "conn_max_lifetime",
+                &format!("{v} is not a duration like \"30m\""),
+            )
+        })?);
+    }
+    let shown = format!(
+        "postgres://{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
     );
-    let _ = env_ref;
-    Err(StartError(
-        "logs_store.type \"postgres\" is not available yet".to_owned(),
-    ))
+    let store = LogStore::open_postgres_with(options, pool)
+        .await
+        .map_err(|e| StartError(format!("opening the logs store {shown}: {e}")))?;
+    Ok((store, shown))
 }
 
 #[derive(Debug, Default, Deserialize)]

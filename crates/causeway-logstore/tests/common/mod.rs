@@ -391,6 +391,24 @@ pub fn filters() -> Vec<(&'static str, LogFilter)> {
                 ..Default::default()
             },
         ),
+        (
+            "search_window",
+            LogFilter {
+                content_search: Some("banana".into()),
+                start_time: Some(t(100)),
+                end_time: Some(t(300)),
+                ..Default::default()
+            },
+        ),
+        (
+            "search_window_provider",
+            LogFilter {
+                providers: vec!["groq".into()],
+                content_search: Some("please ref".into()),
+                start_time: Some(t(600)),
+                ..Default::default()
+            },
+        ),
     ]
 }
 
