@@ -331,17 +331,24 @@ async fn open_postgres(loc: &StoreLocation) -> Result<(LogStore, String), StartE
     Ok((store, shown))
 }
 
+/// Content kept per direction unless `max_content_bytes` says otherwise.
+pub const DEFAULT_MAX_CONTENT_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoggingConfig {
     /// Keep no request or response content in the logs (metadata only).
     #[serde(default)]
     disable_content_logging: bool,
+    /// Request and response content are each cut to this many bytes (1 to 65536).
+    #[serde(default)]
+    max_content_bytes: Option<usize>,
 }
 
 pub struct LoggingPlugin {
     writer: LogWriter,
     keep_content: bool,
+    max_content_bytes: usize,
 }
 
 impl LoggingPlugin {
@@ -352,9 +359,20 @@ impl LoggingPlugin {
             serde_json::from_value(config.clone())
                 .map_err(|e| LoadError::InvalidConfig(format!("config: {e}")))?
         };
+        let max_content_bytes = match cfg.max_content_bytes {
+            None => DEFAULT_MAX_CONTENT_BYTES,
+            Some(n) if (1..=crate::observe::MAX_CONTENT_BYTES).contains(&n) => n,
+            Some(n) => {
+                return Err(LoadError::InvalidConfig(format!(
+                    "config.max_content_bytes: {n} is out of range; use 1 to {}",
+                    crate::observe::MAX_CONTENT_BYTES
+                )));
+            }
+        };
         Ok(LoggingPlugin {
             writer,
             keep_content: !cfg.disable_content_logging,
+            max_content_bytes,
         })
     }
 }
@@ -372,7 +390,13 @@ impl Plugin for LoggingPlugin {
     }
 
     fn observe(&self, record: &Arc<RequestRecord>) {
-        self.writer.log(entry_from(record, self.keep_content));
+        let mut entry = entry_from(record, self.keep_content);
+        for text in [&mut entry.input, &mut entry.output].into_iter().flatten() {
+            if text.len() > self.max_content_bytes {
+                *text = crate::observe::truncate_to(text, self.max_content_bytes);
+            }
+        }
+        self.writer.log(entry);
     }
 }
 

@@ -15,8 +15,9 @@ use serde_json::{Map, Value};
 
 use crate::state::AppState;
 
-/// Content kept per request and direction (bytes).
-pub const MAX_CONTENT_BYTES: usize = 16 * 1024;
+/// Content captured per request and direction (bytes): the ceiling of what an observer may
+/// keep (the `logging` plugin keeps 16 KiB unless configured otherwise).
+pub const MAX_CONTENT_BYTES: usize = 64 * 1024;
 
 /// What is known about a request before it runs; completed when it ends.
 pub struct Observation {
@@ -257,10 +258,16 @@ fn dimensions(ctx: &RequestContext) -> Map<String, Value> {
 }
 
 pub fn truncate(s: &str) -> String {
-    if s.len() <= MAX_CONTENT_BYTES {
+    truncate_to(s, MAX_CONTENT_BYTES)
+}
+
+/// `s` cut to at most `max` bytes (on a character boundary) plus a marker saying how much
+/// was cut.
+pub fn truncate_to(s: &str, max: usize) -> String {
+    if s.len() <= max {
         return s.to_owned();
     }
-    let mut end = MAX_CONTENT_BYTES;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }

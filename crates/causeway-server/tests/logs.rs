@@ -707,3 +707,49 @@ async fn bad_logs_store_config_fails_start_up_with_the_field() {
         assert!(err.contains(needle), "{logs_store}: {err}");
     }
 }
+
+#[tokio::test]
+async fn content_is_truncated_to_the_configured_size() {
+    let good = mock(MockConfig::default()).await;
+    let bad = failing_mock().await;
+    let h = Harness::start(Some(config(&good, &bad, fast_writer()))).await;
+    let (s, v) = json_of(
+        h.put(
+            "/api/plugins/logging",
+            &json!({"config": {"max_content_bytes": 70000}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_content_bytes"),
+        "{v}"
+    );
+    let (s, v) = json_of(
+        h.put(
+            "/api/plugins/logging",
+            &json!({"config": {"max_content_bytes": 12}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let r = send(
+        &h,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(&chat("openai/gpt-4o", PROMPT)),
+        &[("x-request-id", "cut")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let log = one_log(&h, "request_id=cut").await;
+    let input = log["input"].as_str().unwrap();
+    let output = log["output"].as_str().unwrap();
+    assert!(input.contains("…[truncated"), "{input}");
+    assert_eq!(output, "Hello from m…[truncated 12 bytes]");
+}
