@@ -428,15 +428,55 @@ impl LogStore {
     /// inserting the same id concurrently), so a retried batch does not duplicate.
     /// Returns rows inserted.
     pub async fn insert_batch(&self, entries: &[LogEntry]) -> Result<u64> {
-        if entries.is_empty() {
-            return Ok(0);
+        self.insert_rows(entries).await.map(|(n, _)| n)
+    }
+
+    /// Like [`LogStore::insert_batch`], but an entry whose id is already taken (a caller
+    /// reused an `x-request-id`) is stored under `<id>~2`, `<id>~3`, ... instead of being
+    /// skipped: the writer's path, where every request must leave a log. Returns rows
+    /// inserted.
+    pub async fn insert_batch_keeping_duplicates(&self, entries: &[LogEntry]) -> Result<u64> {
+        let (mut total, mut skipped) = self.insert_rows(entries).await?;
+        let mut pending: Vec<(String, LogEntry)> = skipped
+            .iter()
+            .filter_map(|&i| entries.get(i))
+            .map(|e| (e.id.clone(), e.clone()))
+            .collect();
+        let mut suffix = 2;
+        while !pending.is_empty() && suffix <= 10 {
+            let batch: Vec<LogEntry> = pending
+                .iter()
+                .map(|(orig, e)| LogEntry {
+                    id: format!("{orig}~{suffix}"),
+                    ..e.clone()
+                })
+                .collect();
+            let (n, again) = self.insert_rows(&batch).await?;
+            total += n;
+            skipped = again;
+            pending = skipped
+                .iter()
+                .filter_map(|&i| pending.get(i).cloned())
+                .collect();
+            suffix += 1;
         }
+        Ok(total)
+    }
+
+    /// Inserts what it can; returns rows inserted and the indexes (into `entries`) of the
+    /// entries skipped because their id was taken.
+    async fn insert_rows(&self, entries: &[LogEntry]) -> Result<(u64, Vec<usize>)> {
+        if entries.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let mut skipped = Vec::new();
         let inserted = on_pool!(&self.backend, pool => {
             let mut tx = pool.begin().await?;
             let mut delta = Delta::default();
             // (seq, entry) of the inserted rows that carry content.
             let mut content: Vec<(i64, &LogEntry)> = Vec::new();
-            for chunk in entries.chunks(INSERT_ROWS_PER_STATEMENT) {
+            for (chunk_no, chunk) in entries.chunks(INSERT_ROWS_PER_STATEMENT).enumerate() {
+                let base = chunk_no * INSERT_ROWS_PER_STATEMENT;
                 let mut sql = self.sql();
                 sql.push("INSERT INTO logs (")
                     .push(LOG_COLUMNS)
@@ -454,24 +494,26 @@ impl LogStore {
                     seq_of.insert(row.try_get("id")?, row.try_get("seq")?);
                 }
                 // RETURNING order is unspecified, so match by id; `remove` hands a seq to
-                // the first entry with that id only (a duplicate later in the batch lost).
-                for e in chunk {
-                    if let Some(seq) = seq_of.remove(&e.id) {
-                        delta.add(
-                            &e.status,
-                            if e.latency_ms.is_finite() {
-                                e.latency_ms
-                            } else {
-                                0.0
-                            },
-                            to_i64(e.prompt_tokens),
-                            to_i64(e.completion_tokens),
-                            to_i64(e.total_tokens),
-                            e.cost.filter(|c| c.is_finite()),
-                        );
-                        if e.input.is_some() || e.output.is_some() {
-                            content.push((seq, e));
-                        }
+                // the first entry with that id only (a later one is reported as skipped).
+                for (i, e) in chunk.iter().enumerate() {
+                    let Some(seq) = seq_of.remove(&e.id) else {
+                        skipped.push(base + i);
+                        continue;
+                    };
+                    delta.add(
+                        &e.status,
+                        if e.latency_ms.is_finite() {
+                            e.latency_ms
+                        } else {
+                            0.0
+                        },
+                        to_i64(e.prompt_tokens),
+                        to_i64(e.completion_tokens),
+                        to_i64(e.total_tokens),
+                        e.cost.filter(|c| c.is_finite()),
+                    );
+                    if e.input.is_some() || e.output.is_some() {
+                        content.push((seq, e));
                     }
                 }
             }
@@ -502,7 +544,7 @@ impl LogStore {
             tx.commit().await?;
             delta.n
         });
-        Ok(to_u64(inserted))
+        Ok((to_u64(inserted), skipped))
     }
 
     /// Number of logs stored (O(1), from the running totals).

@@ -243,9 +243,8 @@ impl Task {
             return;
         }
         let n = batch.len() as u64;
-        match self.store.insert_batch(batch).await {
+        match self.store.insert_batch_keeping_duplicates(batch).await {
             Ok(_) => {
-                // Counts entries handled, including ids that already existed.
                 self.counters.written.fetch_add(n, Ordering::Relaxed);
             }
             Err(e) => {

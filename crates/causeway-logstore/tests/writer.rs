@@ -158,3 +158,29 @@ async fn dropping_every_writer_drains_and_stops() {
     handle.await.unwrap();
     assert_eq!(store.count().await.unwrap(), 20);
 }
+
+#[tokio::test]
+async fn reused_ids_are_kept_under_suffixed_ids() {
+    let (_d, store) = open().await;
+    store.insert_batch(&[entry(1)]).await.unwrap();
+    let (w, handle) = LogWriter::spawn(store.clone(), config(1000, 10, Duration::from_secs(3600)));
+    // The same id again, twice in one batch: every request still leaves a log.
+    w.log(entry(1));
+    w.log(LogEntry {
+        input: Some("the third one".into()),
+        ..entry(1)
+    });
+    w.log(entry(2));
+    w.flush().await;
+    assert_eq!(store.count().await.unwrap(), 4);
+    for id in ["w-1", "w-1~2", "w-1~3", "w-2"] {
+        assert!(store.get(id).await.unwrap().is_some(), "{id} stored");
+    }
+    let third = store.get("w-1~3").await.unwrap().unwrap();
+    assert_eq!(third.input.as_deref(), Some("the third one"));
+    let stats = store.stats(&LogFilter::default()).await.unwrap();
+    assert_eq!(stats.total_requests, 4, "totals count every row");
+    assert_eq!((w.stats().written, w.dropped()), (3, 0));
+    w.shutdown().await;
+    handle.await.unwrap();
+}

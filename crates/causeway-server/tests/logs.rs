@@ -753,3 +753,27 @@ async fn content_is_truncated_to_the_configured_size() {
     assert!(input.contains("…[truncated"), "{input}");
     assert_eq!(output, "Hello from m…[truncated 12 bytes]");
 }
+
+#[tokio::test]
+async fn a_reused_request_id_still_logs_every_request() {
+    let good = mock(MockConfig::default()).await;
+    let bad = failing_mock().await;
+    let h = Harness::start(Some(config(&good, &bad, fast_writer()))).await;
+    for _ in 0..2 {
+        let r = send(
+            &h,
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&chat("openai/gpt-4o", PROMPT)),
+            &[("x-request-id", "same-id")],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-request-id"], "same-id");
+    }
+    logs_when(&h, "", 2).await;
+    let (s, _) = json_of(h.get("/api/logs/same-id").await).await;
+    assert_eq!(s, 200);
+    let (s, v) = json_of(h.get("/api/logs/same-id~2").await).await;
+    assert_eq!((s, v["status"].clone()), (200, json!("success")));
+}
