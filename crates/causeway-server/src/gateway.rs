@@ -277,6 +277,7 @@ pub async fn build_state(opts: &GatewayOptions) -> Result<AppState, StartError> 
         providers: ArcSwap::from_pointee(Vec::new()),
         telemetry,
         logs,
+        control: tokio::runtime::Handle::current(),
     };
     match &state.store {
         Some(store) => {

@@ -129,6 +129,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::management_guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            on_control_runtime,
         ));
 
     Router::new()
@@ -145,6 +149,27 @@ pub fn router(state: Arc<AppState>) -> Router {
             telemetry::http_metrics,
         ))
         .with_state(state)
+}
+
+/// Runs a management request on the control runtime (see `AppState::control`) rather than
+/// on the serve thread that accepted it. Management traffic is light; the hop is cheap.
+async fn on_control_runtime(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match st.control.spawn(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "management request failed on the control runtime");
+            error_response(
+                &GatewayError::internal(
+                    "the management request did not complete; see the gateway log",
+                ),
+                None,
+            )
+        }
+    }
 }
 
 async fn not_found(req: Request) -> Response {

@@ -38,6 +38,10 @@ pub struct AppState {
     pub telemetry: Arc<crate::telemetry::TelemetryHub>,
     /// Request logs (store, writer, retention); `None` when `logs_store.enabled` is false.
     pub logs: Option<Arc<crate::logging::LogsRuntime>>,
+    /// The runtime the gateway was started on. Management requests run there, so what they
+    /// start (plugin exporters and clean-ups, store connections) outlives the serve threads
+    /// and is still running when shutdown flushes it.
+    pub control: tokio::runtime::Handle,
 }
 
 impl AppState {

@@ -434,3 +434,42 @@ async fn unsupported_protocol_and_bad_urls_are_400s() {
         assert!(msg.contains(needle), "{config}: {msg}");
     }
 }
+
+/// With serve threads (the binary's default), an exporter created through the management
+/// API lives on the control runtime, not on the serve thread that took the request: it is
+/// still there to flush at shutdown, after the serve threads have stopped.
+#[tokio::test]
+async fn an_exporter_created_through_the_api_on_serve_threads_flushes_at_shutdown() {
+    let m = MockServer::start(MockConfig::default()).await.unwrap();
+    let c = Collector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        json!({"providers": {"openai": provider(&m.base_url(), &[("k1", "sk-one-111111111111")])}})
+            .to_string(),
+    )
+    .unwrap();
+    let mut opts = common::options(dir.path().to_path_buf());
+    opts.serve_threads = 2;
+    let gw = causeway_server::Gateway::start(opts).await.unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/plugins", gw.url()))
+        .json(&json!({"name": "otel", "enabled": true, "config": {
+            "collector_url": c.url, "flush_interval_ms": 600000, "batch_size": 1000
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&common::chat_body("openai/gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    gw.shutdown().await;
+    let spans = c.wait_for(4).await;
+    assert_eq!(spans.iter().filter(|s| kind(s) == 2).count(), 1);
+}
