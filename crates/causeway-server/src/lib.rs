@@ -2,8 +2,9 @@
 //!
 //! 1. `serve` accepts a TCP connection, sets TCP_NODELAY and records the peer address
 //!    (`ConnectInfo`), then hands requests to the axum `Router`.
-//! 2. `/api/*` goes through `auth::management_guard` (admin or a virtual key with the
-//!    route's permission; loopback-only while no auth is configured),
+//! 2. `/api/*` moves to the control runtime (`on_control_runtime`: what a management call
+//!    starts must not live on a serve thread), goes through `auth::management_guard` (admin
+//!    or a virtual key with the route's permission; loopback-only while no auth is configured),
 //!    then the management handlers in `api/`, which write the config store and swap in a new
 //!    routing snapshot.
 //! 3. Inference routes (`/v1/*`, `/openai/v1/*`) run `inference::run_llm`: body limit, plugin
