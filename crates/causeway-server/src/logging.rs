@@ -91,40 +91,25 @@ struct WriterSettings {
     _max_batch_bytes: Option<u64>,
 }
 
-/// `"250ms"`, `"5s"`, `"1m"` or a number of seconds.
+/// `"250ms"`, `"5s"`, `"1m"` (config.json's duration strings) or a number of seconds.
 fn duration_of(v: &Value) -> Option<Duration> {
-    match v {
-        Value::Number(n) => n
-            .as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(Duration::from_secs_f64),
-        Value::String(s) => {
-            let s = s.trim();
-            let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-                (n, 0.001)
-            } else if let Some(n) = s.strip_suffix('s') {
-                (n, 1.0)
-            } else if let Some(n) = s.strip_suffix('m') {
-                (n, 60.0)
-            } else {
-                (s, 1.0)
-            };
-            num.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite() && *f >= 0.0)
-                .map(|f| Duration::from_secs_f64(f * scale))
-        }
+    let secs = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.trim().parse::<f64>() {
+            Ok(secs) => Some(secs),
+            Err(_) => {
+                return causeway_config::parse_duration_ms(s).map(Duration::from_millis);
+            }
+        },
         _ => None,
-    }
+    };
+    secs.filter(|f| f.is_finite() && *f >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// `env.NAME` resolves to the variable's value (empty when unset, as in Bifrost).
 fn env_ref(s: &str) -> String {
-    match s.strip_prefix("env.") {
-        Some(var) => std::env::var(var).unwrap_or_default(),
-        None => s.to_owned(),
-    }
+    causeway_core::secret::Secret::new(s).resolve()
 }
 
 /// The open log store, its writer and retention task; `None` in `AppState` when disabled.
@@ -169,21 +154,15 @@ pub fn render_metrics(s: &causeway_logstore::WriterStats, out: &mut String) {
 /// Opens the log store `config.json` asks for (`logs.db` in the app dir by default) and
 /// starts its writer and retention task. `Ok(None)` when `logs_store.enabled` is false.
 pub async fn open(app_dir: &Path, file: &ConfigFile) -> Result<Option<LogsRuntime>, StartError> {
-    let cfg: LogsStoreConfig = match &file.logs_store {
-        None => LogsStoreConfig {
-            enabled: true,
-            kind: None,
-            config: None,
-            writer: WriterSettings::default(),
-            retention_days: None,
-            object_storage: None,
-            object_storage_exclude_fields: None,
-        },
-        Some(v) => serde_path_to_error::deserialize(v.clone()).map_err(|e| {
-            let path = e.path().to_string();
-            StartError(format!("logs_store.{path}: {}", e.inner()))
-        })?,
-    };
+    // An absent block is an empty one: every field has its default.
+    let block = file
+        .logs_store
+        .clone()
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let cfg: LogsStoreConfig = serde_path_to_error::deserialize(block).map_err(|e| {
+        let path = e.path().to_string();
+        StartError(format!("logs_store.{path}: {}", e.inner()))
+    })?;
     if !cfg.enabled {
         tracing::info!("logs store disabled (logs_store.enabled: false): no request logs are kept");
         return Ok(None);
@@ -390,18 +369,18 @@ impl Plugin for LoggingPlugin {
     }
 
     fn observe(&self, record: &Arc<RequestRecord>) {
-        let mut entry = entry_from(record, self.keep_content);
-        for text in [&mut entry.input, &mut entry.output].into_iter().flatten() {
-            if text.len() > self.max_content_bytes {
-                *text = crate::observe::truncate_to(text, self.max_content_bytes);
-            }
-        }
-        self.writer.log(entry);
+        let max_content = self.keep_content.then_some(self.max_content_bytes);
+        self.writer.log(entry_from(record, max_content));
     }
 }
 
-/// One log entry from a request record.
-pub fn entry_from(r: &RequestRecord, keep_content: bool) -> LogEntry {
+/// One log entry from a request record, with its content cut to `max_content` bytes per
+/// direction (`None`: no content).
+fn entry_from(r: &RequestRecord, max_content: Option<usize>) -> LogEntry {
+    let content = |text: &Option<String>| {
+        let max = max_content?;
+        text.as_deref().map(|t| crate::observe::truncate_to(t, max))
+    };
     let usage = r.usage.unwrap_or_default();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     LogEntry {
@@ -435,8 +414,8 @@ pub fn entry_from(r: &RequestRecord, keep_content: bool) -> LogEntry {
         fallback_index: r.fallback_index(),
         attempts: r.trace.attempts.len() as u32,
         stream: r.stream,
-        input: r.input.clone().filter(|_| keep_content),
-        output: r.output.clone().filter(|_| keep_content),
+        input: content(&r.input),
+        output: content(&r.output),
         metadata: r.dimensions.clone(),
     }
 }
