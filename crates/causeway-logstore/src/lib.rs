@@ -16,6 +16,34 @@
 //! `INDEXED BY` plan hints, Postgres' `tsvector` search, `TRUNCATE` and `SKIP LOCKED`)
 //! are chosen where they are used.
 
+/// The running-totals table and its seed from existing rows: the same DDL on both
+/// backends, the tail of each backend's first migration.
+macro_rules! log_totals_ddl {
+    () => {
+        r#"CREATE TABLE IF NOT EXISTS log_totals (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n BIGINT NOT NULL,
+    success BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    latency_sum DOUBLE PRECISION NOT NULL,
+    prompt_tokens BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL,
+    cost_sum DOUBLE PRECISION NOT NULL
+);
+INSERT INTO log_totals (id, n, success, errors, latency_sum, prompt_tokens, completion_tokens, total_tokens, cost_sum)
+SELECT 1, COUNT(*),
+       COALESCE(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), 0),
+       COALESCE(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0),
+       COALESCE(SUM(latency_ms), 0), COALESCE(SUM(prompt_tokens), 0),
+       COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0),
+       COALESCE(SUM(cost), 0)
+FROM logs
+WHERE NOT EXISTS (SELECT 1 FROM log_totals);
+"#
+    };
+}
+
 mod postgres;
 mod query;
 mod retention;

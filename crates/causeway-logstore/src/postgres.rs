@@ -110,7 +110,8 @@ pub async fn connect(options: PgConnectOptions, pool: &PgPoolConfig) -> Result<P
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "logs, content, totals",
-    r#"
+    concat!(
+        r#"
 CREATE TABLE IF NOT EXISTS logs (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id TEXT NOT NULL,
@@ -164,27 +165,9 @@ CREATE TABLE IF NOT EXISTS log_search (
     search TSVECTOR NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_search_search ON log_search USING GIN (search);
-CREATE TABLE IF NOT EXISTS log_totals (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    n BIGINT NOT NULL,
-    success BIGINT NOT NULL,
-    errors BIGINT NOT NULL,
-    latency_sum DOUBLE PRECISION NOT NULL,
-    prompt_tokens BIGINT NOT NULL,
-    completion_tokens BIGINT NOT NULL,
-    total_tokens BIGINT NOT NULL,
-    cost_sum DOUBLE PRECISION NOT NULL
-);
-INSERT INTO log_totals (id, n, success, errors, latency_sum, prompt_tokens, completion_tokens, total_tokens, cost_sum)
-SELECT 1, COUNT(*),
-       COALESCE(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), 0),
-       COALESCE(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0),
-       COALESCE(SUM(latency_ms), 0), COALESCE(SUM(prompt_tokens), 0),
-       COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0),
-       COALESCE(SUM(cost), 0)
-FROM logs
-WHERE NOT EXISTS (SELECT 1 FROM log_totals);
 "#,
+        log_totals_ddl!()
+    ),
 )];
 
 /// Applies pending migrations in one transaction, holding a transaction-scoped

@@ -24,7 +24,8 @@ use sqlx::sqlite::SqlitePool;
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "logs, content, totals",
-    r#"
+    concat!(
+        r#"
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL,
@@ -73,27 +74,9 @@ CREATE TABLE IF NOT EXISTS log_content (
     input TEXT,
     output TEXT
 );
-CREATE TABLE IF NOT EXISTS log_totals (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    n BIGINT NOT NULL,
-    success BIGINT NOT NULL,
-    errors BIGINT NOT NULL,
-    latency_sum DOUBLE PRECISION NOT NULL,
-    prompt_tokens BIGINT NOT NULL,
-    completion_tokens BIGINT NOT NULL,
-    total_tokens BIGINT NOT NULL,
-    cost_sum DOUBLE PRECISION NOT NULL
-);
-INSERT INTO log_totals (id, n, success, errors, latency_sum, prompt_tokens, completion_tokens, total_tokens, cost_sum)
-SELECT 1, COUNT(*),
-       COALESCE(SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END), 0),
-       COALESCE(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0),
-       COALESCE(SUM(latency_ms), 0), COALESCE(SUM(prompt_tokens), 0),
-       COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0),
-       COALESCE(SUM(cost), 0)
-FROM logs
-WHERE NOT EXISTS (SELECT 1 FROM log_totals);
 "#,
+        log_totals_ddl!()
+    ),
 )];
 
 /// The FTS table is created outside the numbered migrations because a SQLite built
