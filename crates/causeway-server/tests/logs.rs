@@ -58,6 +58,18 @@ fn chat(model: &str, prompt: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": prompt}]})
 }
 
+/// `openai/gpt-4o` asked [`PROMPT`], with extra request headers.
+async fn chat_gpt4o(h: &Harness, headers: &[(&str, &str)]) -> reqwest::Response {
+    send(
+        h,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(&chat("openai/gpt-4o", PROMPT)),
+        headers,
+    )
+    .await
+}
+
 /// Waits until `GET /api/logs?<query>` reports `n` matching logs; returns the response.
 async fn logs_when(h: &Harness, query: &str, n: u64) -> Value {
     let path = format!("/api/logs?{query}");
@@ -88,14 +100,7 @@ async fn success_error_fallback_and_anthropic_requests_are_logged() {
     let h = Harness::start(Some(config(&good, &bad, fast_writer()))).await;
 
     // Success.
-    let resp = send(
-        &h,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&chat("openai/gpt-4o", PROMPT)),
-        &[("x-request-id", "req-success-1")],
-    )
-    .await;
+    let resp = chat_gpt4o(&h, &[("x-request-id", "req-success-1")]).await;
     assert_eq!(resp.status(), 200);
     let log = one_log(&h, "request_id=req-success-1").await;
     assert_eq!(log["id"], "req-success-1");
@@ -394,11 +399,8 @@ async fn content_logging_can_be_turned_off_per_request_key_plugin_and_globally()
     let h = Harness::start(Some(config(&good, &bad, fast_writer()))).await;
 
     // Per request.
-    let r = send(
+    let r = chat_gpt4o(
         &h,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&chat("openai/gpt-4o", PROMPT)),
         &[
             ("x-request-id", "no-content-header"),
             ("x-bf-disable-content-logging", "true"),
@@ -427,14 +429,7 @@ async fn content_logging_can_be_turned_off_per_request_key_plugin_and_globally()
     .await;
     assert_eq!(s, 200);
     assert_eq!(v["virtual_key"]["disable_content_logging"], true, "{v}");
-    let r = send(
-        &h,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&chat("openai/gpt-4o", PROMPT)),
-        &[("x-request-id", "no-content-vk"), ("x-bf-vk", &vk)],
-    )
-    .await;
+    let r = chat_gpt4o(&h, &[("x-request-id", "no-content-vk"), ("x-bf-vk", &vk)]).await;
     assert_eq!(r.status(), 200);
     let log = one_log(&h, "request_id=no-content-vk").await;
     assert_eq!(log["virtual_key_id"], json!(vk_id));
@@ -447,14 +442,7 @@ async fn content_logging_can_be_turned_off_per_request_key_plugin_and_globally()
 
     // A key that does not disable it keeps content.
     let (_, open_vk) = create_vk(&h, &json!({"name": "open"}), &[]).await;
-    let r = send(
-        &h,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&chat("openai/gpt-4o", PROMPT)),
-        &[("x-request-id", "content-vk"), ("x-bf-vk", &open_vk)],
-    )
-    .await;
+    let r = chat_gpt4o(&h, &[("x-request-id", "content-vk"), ("x-bf-vk", &open_vk)]).await;
     assert_eq!(r.status(), 200);
     let log = one_log(&h, "request_id=content-vk").await;
     assert!(log["input"].as_str().unwrap().contains(PROMPT));
@@ -469,14 +457,7 @@ async fn content_logging_can_be_turned_off_per_request_key_plugin_and_globally()
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let r = send(
-        &h,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&chat("openai/gpt-4o", PROMPT)),
-        &[("x-request-id", "no-content-plugin")],
-    )
-    .await;
+    let r = chat_gpt4o(&h, &[("x-request-id", "no-content-plugin")]).await;
     assert_eq!(r.status(), 200);
     let log = one_log(&h, "request_id=no-content-plugin").await;
     assert_eq!(
@@ -489,14 +470,7 @@ async fn content_logging_can_be_turned_off_per_request_key_plugin_and_globally()
     let mut cfg = config(&good, &bad, fast_writer());
     cfg["client"] = json!({"disable_content_logging": true});
     let h = Harness::start(Some(cfg)).await;
-    let r = send(
-        &h,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&chat("openai/gpt-4o", PROMPT)),
-        &[("x-request-id", "no-content-global")],
-    )
-    .await;
+    let r = chat_gpt4o(&h, &[("x-request-id", "no-content-global")]).await;
     assert_eq!(r.status(), 200);
     let log = one_log(&h, "request_id=no-content-global").await;
     assert_eq!(
@@ -540,14 +514,7 @@ async fn a_locked_logs_store_does_not_slow_requests_and_loses_nothing() {
         .unwrap();
     let started = std::time::Instant::now();
     for i in 0..10 {
-        let r = send(
-            &h,
-            Method::POST,
-            "/v1/chat/completions",
-            Some(&chat("openai/gpt-4o", PROMPT)),
-            &[("x-request-id", &format!("locked-{i}"))],
-        )
-        .await;
+        let r = chat_gpt4o(&h, &[("x-request-id", &format!("locked-{i}"))]).await;
         assert_eq!(r.status(), 200);
     }
     // Generous: each request takes milliseconds; a request waiting on the lock would take
@@ -738,14 +705,7 @@ async fn content_is_truncated_to_the_configured_size() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let r = send(
-        &h,
-        Method::POST,
-        "/v1/chat/completions",
-        Some(&chat("openai/gpt-4o", PROMPT)),
-        &[("x-request-id", "cut")],
-    )
-    .await;
+    let r = chat_gpt4o(&h, &[("x-request-id", "cut")]).await;
     assert_eq!(r.status(), 200);
     let log = one_log(&h, "request_id=cut").await;
     let input = log["input"].as_str().unwrap();
@@ -760,14 +720,7 @@ async fn a_reused_request_id_still_logs_every_request() {
     let bad = failing_mock().await;
     let h = Harness::start(Some(config(&good, &bad, fast_writer()))).await;
     for _ in 0..2 {
-        let r = send(
-            &h,
-            Method::POST,
-            "/v1/chat/completions",
-            Some(&chat("openai/gpt-4o", PROMPT)),
-            &[("x-request-id", "same-id")],
-        )
-        .await;
+        let r = chat_gpt4o(&h, &[("x-request-id", "same-id")]).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-request-id"], "same-id");
     }
