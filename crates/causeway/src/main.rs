@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use causeway_server::{Gateway, GatewayOptions};
 use clap::Parser;
 
+mod allocator;
+
 /// Causeway: an AI gateway. One OpenAI-compatible endpoint in front of many LLM providers,
 /// with key rotation, retries, fallbacks, streaming and a management API.
 ///
@@ -58,6 +60,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(&args);
+    tracing::debug!(allocator = %allocator::describe(), "memory allocator");
     // The serve threads run their own runtimes; this one runs start-up and background work
     // (log writer, retention, usage persistence, exporters), which needs little.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
