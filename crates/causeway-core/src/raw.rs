@@ -84,7 +84,7 @@ impl RawObject {
         self.fields.iter().map(|(k, _)| k.as_str())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RawValue)> + Clone {
         self.fields.iter().map(|(k, v)| (k.as_str(), &**v))
     }
 
@@ -121,23 +121,7 @@ impl RawObject {
 
     /// Encodes back to JSON bytes. Field order is preserved.
     pub fn to_bytes(&self) -> Bytes {
-        let cap = 2 + self
-            .fields
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum::<usize>();
-        let mut out = BytesMut::with_capacity(cap);
-        out.put_u8(b'{');
-        for (i, (k, v)) in self.fields.iter().enumerate() {
-            if i > 0 {
-                out.put_u8(b',');
-            }
-            write_json_string(&mut out, k);
-            out.put_u8(b':');
-            out.put_slice(v.get().as_bytes());
-        }
-        out.put_u8(b'}');
-        out.freeze()
+        encode_object(self.iter().map(|(k, v)| (k, v.get())))
     }
 
     /// Fully parsed copy, for code that needs to walk the structure (conversions, plugins).
@@ -161,6 +145,28 @@ impl RawObject {
 
 fn empty_raw() -> Box<RawValue> {
     Box::<RawValue>::default()
+}
+
+/// Writes (key, raw JSON text) pairs as one JSON object, for callers that assemble a body from
+/// an existing object plus a few changes without copying it into a new `RawObject` first.
+/// The values must already be valid JSON (from a `RawValue` or serde_json); keys are escaped.
+pub fn encode_object<'a>(fields: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Bytes {
+    let cap = 2 + fields
+        .clone()
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum::<usize>();
+    let mut out = BytesMut::with_capacity(cap);
+    out.put_u8(b'{');
+    for (i, (k, v)) in fields.enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        write_json_string(&mut out, k);
+        out.put_u8(b':');
+        out.put_slice(v.as_bytes());
+    }
+    out.put_u8(b'}');
+    out.freeze()
 }
 
 fn write_json_string(out: &mut BytesMut, s: &str) {

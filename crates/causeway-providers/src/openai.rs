@@ -84,28 +84,39 @@ fn encode_body(
     stream: bool,
     force_usage: bool,
 ) -> Result<Bytes, GatewayError> {
-    let mut out = RawObject::new();
     let encode_err =
         |e: serde_json::Error| GatewayError::internal(format!("encoding request: {e}"));
-    out.set("model", model).map_err(encode_err)?;
-    for (k, v) in body.iter() {
-        if k == "model" || k == "fallbacks" {
-            continue;
-        }
-        out.set_raw(k, v.to_owned());
-    }
-    if stream && !out.contains_key("stream") {
-        out.set("stream", &true).map_err(encode_err)?;
-    }
-    if force_usage {
-        let mut opts = match out.get_as::<serde_json::Value>("stream_options") {
+    let model = serde_json::to_string(model).map_err(encode_err)?;
+    let stream_options = if force_usage {
+        let mut opts = match body.get_as::<serde_json::Value>("stream_options") {
             Some(Ok(serde_json::Value::Object(m))) => m,
             _ => serde_json::Map::new(),
         };
         opts.insert("include_usage".into(), serde_json::Value::Bool(true));
-        out.set("stream_options", &opts).map_err(encode_err)?;
-    }
-    Ok(out.to_bytes())
+        Some(serde_json::to_string(&opts).map_err(encode_err)?)
+    } else {
+        None
+    };
+    let options = stream_options.as_deref();
+    // The caller's fields in place (keys are unique: parsing keeps the last of duplicates),
+    // then what the gateway adds.
+    let passed = body
+        .iter()
+        .filter(|(k, _)| *k != "model" && *k != "fallbacks")
+        .map(|(k, v)| match (k, options) {
+            ("stream_options", Some(o)) => (k, o),
+            _ => (k, v.get()),
+        });
+    let add_stream = (stream && !body.contains_key("stream")).then_some(("stream", "true"));
+    let add_options = options
+        .filter(|_| !body.contains_key("stream_options"))
+        .map(|o| ("stream_options", o));
+    Ok(causeway_core::raw::encode_object(
+        std::iter::once(("model", model.as_str()))
+            .chain(passed)
+            .chain(add_stream)
+            .chain(add_options),
+    ))
 }
 
 pub(crate) fn build(
@@ -219,6 +230,30 @@ mod tests {
         assert!(v.get("fallbacks").is_none());
         assert_eq!(v["custom_field"]["a"], 1);
         assert!(out.starts_with(br#"{"model":"gpt-4o""#));
+    }
+
+    #[test]
+    fn body_adds_stream_and_usage_option_keeping_the_callers_order() {
+        let body = RawObject::from_slice(
+            br#"{"model":"o/x","messages":[ {"role":"user"} ],"stream_options":{"a":1},"n":2}"#,
+        )
+        .unwrap();
+        let out = encode_body(&body, "gpt-4o", true, true).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"gpt-4o","messages":[ {"role":"user"} ],"stream_options":{"a":1,"include_usage":true},"n":2,"stream":true}"#
+        );
+        let body = RawObject::from_slice(br#"{"messages":[],"stream":true}"#).unwrap();
+        let out = encode_body(&body, "m\"q", true, true).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"m\"q","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#
+        );
+        let out = encode_body(&body, "m", false, false).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"m","messages":[],"stream":true}"#
+        );
     }
 
     #[test]

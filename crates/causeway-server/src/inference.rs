@@ -15,7 +15,6 @@ use causeway_core::{
 use causeway_plugins::{HttpRequest, HttpResponse, PluginChain};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use serde::de::IgnoredAny;
 
 use crate::body::read_limited;
 use crate::error::{error_response, json_response};
@@ -373,11 +372,15 @@ fn check_required(body: &RawObject, field: &str) -> Result<(), GatewayError> {
         return Err(missing());
     }
     if field == "messages" {
-        let msgs: Vec<IgnoredAny> = serde_json::from_str(text).map_err(|_| {
-            GatewayError::bad_request("messages must be an array of message objects")
-                .with_param("messages")
-        })?;
-        if msgs.is_empty() {
+        // `text` is already-validated JSON, so its first byte says whether it is an array and
+        // its second whether it is empty: no second pass over the conversation.
+        let Some(inner) = text.strip_prefix('[') else {
+            return Err(
+                GatewayError::bad_request("messages must be an array of message objects")
+                    .with_param("messages"),
+            );
+        };
+        if inner.trim_start().starts_with(']') {
             return Err(
                 GatewayError::bad_request("messages must contain at least one message")
                     .with_param("messages"),
