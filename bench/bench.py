@@ -92,10 +92,10 @@ TTFT_SPAWN_INTERVAL_MS = 100
 # second), so they measure holding streams, not the kernel's accept queues under a connect storm.
 STREAM_SPAWN_INTERVAL_MS = 0.5
 # From this many streams on, an identical run is made first and discarded: it fills the
-# contender's upstream connection pool. mock-provider listens with a backlog of 128 (tokio's
-# default), so a gateway opening hundreds of new upstream connections at once would otherwise
-# stall on the mock's accept queue (SYN retransmitted after 1 s), which says nothing about the
-# gateway.
+# contender's upstream connection pool, so the measured run shows holding streams rather than
+# a gateway opening hundreds of upstream connections at once (the mock listens with a backlog of
+# 4,096, but the kernel's SYN backlog is smaller; a dropped SYN is retransmitted after 1 s,
+# which says nothing about the gateway).
 STREAM_POOL_WARMUP_FROM = 512
 CONTENDERS = ["direct", "nginx", "causeway", "litellm", "portkey"]
 GATEWAYS = ["nginx", "causeway", "litellm", "portkey"]
