@@ -12,6 +12,8 @@ pub mod sse;
 
 pub use context::{KeyPin, RequestContext, UsageCell};
 pub use error::{ErrorClass, ExtraFields, GatewayError, RetryHint};
-pub use llm::{ChunkStream, LlmRequest, LlmResponse, ModelRef, RequestType, RouteInfo, Usage};
+pub use llm::{
+    ChunkStream, LlmRequest, LlmResponse, ModelRef, OpenAiUsage, RequestType, RouteInfo, Usage,
+};
 pub use raw::RawObject;
 pub use record::{AttemptSpan, HookSpan, Outcome, RequestRecord, RequestTrace, TraceContext};

@@ -131,27 +131,36 @@ impl Usage {
     /// Reads `usage` from an OpenAI-shaped body without parsing the rest of it.
     pub fn from_openai_body(body: &[u8]) -> Option<Usage> {
         #[derive(Deserialize)]
-        struct Details {
-            #[serde(default)]
-            cached_tokens: u64,
-        }
-        #[derive(Deserialize)]
-        struct WireUsage {
-            #[serde(default)]
-            prompt_tokens: u64,
-            #[serde(default)]
-            completion_tokens: u64,
-            #[serde(default)]
-            total_tokens: u64,
-            prompt_tokens_details: Option<Details>,
-        }
-        #[derive(Deserialize)]
         struct Body {
-            usage: Option<WireUsage>,
+            usage: Option<OpenAiUsage>,
         }
         let b: Body = serde_json::from_slice(body).ok()?;
-        let u = b.usage?;
-        Some(Usage {
+        b.usage.map(Usage::from)
+    }
+}
+
+/// The `usage` object of an OpenAI body as sent, for parsers that read it together with other
+/// fields of the same body (one pass instead of two).
+#[derive(Debug, Deserialize)]
+pub struct OpenAiUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: u64,
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Usage {
+        Usage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: if u.total_tokens == 0 {
@@ -160,7 +169,7 @@ impl Usage {
                 u.total_tokens
             },
             cached_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
-        })
+        }
     }
 }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use causeway_core::{
-    GatewayError, LlmRequest, Outcome, RequestContext, RequestRecord, RouteInfo, Usage,
+    GatewayError, LlmRequest, OpenAiUsage, Outcome, RequestContext, RequestRecord, RouteInfo, Usage,
 };
 use causeway_plugins::PluginChain;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::state::AppState;
@@ -87,8 +88,11 @@ impl Observation {
     pub fn finish(self, ctx: &mut RequestContext, end: End<'_>) {
         let (outcome, status, error, route, usage, output) = match end {
             End::Complete { route, body } => {
-                let usage = Usage::from_openai_body(body);
-                let output = self.keep_content.then(|| completion_text(body)).flatten();
+                let (usage, output) = if self.keep_content {
+                    completion_usage_and_text(body)
+                } else {
+                    (Usage::from_openai_body(body), None)
+                };
                 (
                     Outcome::Success,
                     200,
@@ -274,19 +278,40 @@ pub fn truncate_to(s: &str, max: usize) -> String {
     format!("{}…[truncated {} bytes]", &s[..end], s.len() - end)
 }
 
-/// The assistant text of a chat/text completion body (for content logs).
-fn completion_text(body: &[u8]) -> Option<String> {
-    first_choice_text(body).map(|t| truncate(&t))
+/// Usage and the assistant text (cut for content logs) of a chat/text completion body, read
+/// in one pass. A body whose `choices` cannot be read still gives its usage.
+fn completion_usage_and_text(body: &[u8]) -> (Option<Usage>, Option<String>) {
+    match parse_answer(body) {
+        Some(a) => {
+            let usage = a
+                .usage
+                .and_then(|raw| serde_json::from_str::<OpenAiUsage>(raw.get()).ok());
+            (usage.map(Usage::from), a.text.map(|t| truncate(&t)))
+        }
+        None => (Usage::from_openai_body(body), None),
+    }
 }
 
 /// The first choice's text (`message.content`, `delta.content` or `text`) of an OpenAI body
 /// or stream chunk. Only those fields are parsed, and the text is borrowed when it has no
 /// escapes: this runs for every logged request and every streamed chunk.
 fn first_choice_text(json: &[u8]) -> Option<Cow<'_, str>> {
+    parse_answer(json)?.text
+}
+
+struct Answer<'a> {
+    text: Option<Cow<'a, str>>,
+    /// Read apart, so a malformed `usage` loses only itself, as in `Usage::from_openai_body`.
+    usage: Option<&'a RawValue>,
+}
+
+fn parse_answer(json: &[u8]) -> Option<Answer<'_>> {
     #[derive(Deserialize)]
     struct Body<'a> {
         #[serde(borrow, default)]
         choices: Vec<Choice<'a>>,
+        #[serde(borrow, default)]
+        usage: Option<&'a RawValue>,
     }
     #[derive(Deserialize)]
     struct Choice<'a> {
@@ -303,13 +328,18 @@ fn first_choice_text(json: &[u8]) -> Option<Cow<'_, str>> {
         content: Option<MaybeText<'a>>,
     }
     let body: Body<'_> = serde_json::from_slice(json).ok()?;
-    let choice = body.choices.into_iter().next()?;
-    choice
-        .message
-        .and_then(|m| m.content)
-        .or_else(|| choice.delta.and_then(|m| m.content))
-        .or(choice.text)
-        .and_then(|t| t.0)
+    let text = body.choices.into_iter().next().and_then(|choice| {
+        choice
+            .message
+            .and_then(|m| m.content)
+            .or_else(|| choice.delta.and_then(|m| m.content))
+            .or(choice.text)
+            .and_then(|t| t.0)
+    });
+    Some(Answer {
+        text,
+        usage: body.usage,
+    })
 }
 
 /// A JSON value that is kept when it is a string and skipped (as `None`) otherwise, so an
@@ -470,6 +500,33 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn usage_and_text_come_from_one_pass_and_fail_apart() {
+        let usage = |p, c| Usage {
+            prompt_tokens: p,
+            completion_tokens: c,
+            total_tokens: p + c,
+            cached_tokens: 0,
+        };
+        assert_eq!(
+            completion_usage_and_text(
+                br#"{"choices":[{"message":{"content":"Hi"}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#
+            ),
+            (Some(usage(2, 1)), Some("Hi".to_owned()))
+        );
+        // A malformed usage loses only the usage; unreadable choices lose only the text.
+        assert_eq!(
+            completion_usage_and_text(br#"{"choices":[{"text":"t"}],"usage":"lots"}"#),
+            (None, Some("t".to_owned()))
+        );
+        assert_eq!(
+            completion_usage_and_text(
+                br#"{"choices":null,"usage":{"prompt_tokens":4,"completion_tokens":5}}"#
+            ),
+            (Some(usage(4, 5)), None)
+        );
+    }
 
     #[test]
     fn first_choice_text_reads_only_what_it_needs() {
