@@ -14,7 +14,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Harness, assert_envelope, create_vk, eventually, json_of, provider_with_key_ids, send, sse_data,
+    Harness, assert_envelope, create_vk, eventually, json_of, logs_when, provider_with_key_ids,
+    send, sse_data,
 };
 use futures_util::StreamExt;
 use mock_provider::{MockConfig, MockServer};
@@ -68,24 +69,6 @@ async fn chat_gpt4o(h: &Harness, headers: &[(&str, &str)]) -> reqwest::Response 
         headers,
     )
     .await
-}
-
-/// Waits until `GET /api/logs?<query>` reports `n` matching logs; returns the response.
-async fn logs_when(h: &Harness, query: &str, n: u64) -> Value {
-    let path = format!("/api/logs?{query}");
-    let found = eventually(Duration::from_secs(10), || async {
-        let (s, v) = json_of(h.get(&path).await).await;
-        assert_eq!(s, 200, "{v}");
-        (v["pagination"]["total_count"].as_u64() == Some(n)).then_some(v)
-    })
-    .await;
-    match found {
-        Some(v) => v,
-        None => {
-            let (_, v) = json_of(h.get(&path).await).await;
-            panic!("expected {n} logs for {query:?}, have: {v:#}")
-        }
-    }
 }
 
 /// The only log matching `query`.

@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Harness, eventually, json_of, provider_with_key_ids, send};
+use common::{Harness, json_of, logs_when, provider_with_key_ids, send};
 use mock_provider::{MockConfig, MockServer};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn postgres_url() -> String {
     std::env::var("CAUSEWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
@@ -22,23 +20,6 @@ fn postgres_url() -> String {
              CAUSEWAY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
         )
     })
-}
-
-async fn total(h: &Harness, query: &str, n: u64) -> Value {
-    let path = format!("/api/logs?{query}");
-    let found = eventually(Duration::from_secs(10), || async {
-        let (s, v) = json_of(h.get(&path).await).await;
-        assert_eq!(s, 200, "{v}");
-        (v["pagination"]["total_count"].as_u64() == Some(n)).then_some(v)
-    })
-    .await;
-    match found {
-        Some(v) => v,
-        None => {
-            let (_, v) = json_of(h.get(&path).await).await;
-            panic!("expected {n} logs for {query:?}: {v:#}")
-        }
-    }
 }
 
 #[tokio::test]
@@ -97,11 +78,11 @@ async fn services_postgres_logs_store_end_to_end() {
     .await;
     assert_eq!(r.status(), 500);
 
-    let all = total(&h, "", 4).await;
+    let all = logs_when(&h, "", 4).await;
     assert_eq!(all["stats"]["success_count"], 3);
     assert_eq!(all["stats"]["error_count"], 1);
-    total(&h, "providers=mistral&status=error", 1).await;
-    let z = total(&h, "content_search=zebra", 1).await;
+    logs_when(&h, "providers=mistral&status=error", 1).await;
+    let z = logs_when(&h, "content_search=zebra", 1).await;
     assert_eq!(z["logs"][0]["id"], "pg-ok-1");
     let (s, log) = json_of(h.get("/api/logs/pg-ok-0").await).await;
     assert_eq!(s, 200);
@@ -115,7 +96,7 @@ async fn services_postgres_logs_store_end_to_end() {
 
     // Survives a restart (and the queue is drained at shutdown).
     let h = h.restart().await;
-    total(&h, "", 3).await;
+    logs_when(&h, "", 3).await;
     let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {schema}.logs"
     )))

@@ -213,3 +213,22 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// Waits until `GET /api/logs?<query>` reports `n` matching logs (the writer is batched);
+/// returns the response, or fails the test with what the store has.
+pub async fn logs_when(h: &Harness, query: &str, n: u64) -> Value {
+    let path = format!("/api/logs?{query}");
+    let found = eventually(std::time::Duration::from_secs(10), || async {
+        let (s, v) = json_of(h.get(&path).await).await;
+        assert_eq!(s, 200, "{v}");
+        (v["pagination"]["total_count"].as_u64() == Some(n)).then_some(v)
+    })
+    .await;
+    match found {
+        Some(v) => v,
+        None => {
+            let (_, v) = json_of(h.get(&path).await).await;
+            panic!("expected {n} logs for {query:?}, have: {v:#}")
+        }
+    }
+}
