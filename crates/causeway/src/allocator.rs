@@ -1,6 +1,6 @@
 //! The process allocator: jemalloc, set up (in `.cargo/config.toml`) to give memory back to the
 //! system within about a second of a burst ending, instead of staying resident at the peak as
-//! glibc's fragmented per-thread heaps do (bench/RESULTS.md, "Memory").
+//! glibc's fragmented per-thread heaps do (bench/RESULTS.md, "Second round": measurements).
 
 // Settings compiled in through JEMALLOC_SYS_WITH_MALLOC_CONF, and why:
 // - background_thread + dirty_decay_ms:1000 + muzzy_decay_ms:0: a jemalloc thread returns freed
