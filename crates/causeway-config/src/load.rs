@@ -171,11 +171,11 @@ pub fn validate_provider(
     resolve_provider(name, settings)?;
     let net = &settings.network_config;
     if let Some(url) = &net.base_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
+        && let Err(why) = check_base_url(url)
     {
         return Err(ConfigError::new(
             join(path, "network_config.base_url"),
-            format!("{url:?} is not an http:// or https:// URL"),
+            format!("{url:?} {why}"),
         ));
     }
     if net.retry_backoff_initial.0 > net.retry_backoff_max.0 {
@@ -247,6 +247,24 @@ pub struct ResolvedProvider {
     pub base_url: String,
     pub api_prefix: &'static str,
     pub keyless: bool,
+}
+
+/// A base URL requests can be built on: scheme, host, optional path prefix, nothing else.
+fn check_base_url(url: &str) -> Result<(), &'static str> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err("is not an http:// or https:// URL");
+    }
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| "is not a valid URL (e.g. https://api.openai.com)")?;
+    if uri.host().is_none_or(str::is_empty) {
+        // `http::Uri` refuses an empty authority already; kept for what it might accept.
+        return Err("has no host (e.g. https://api.openai.com)");
+    }
+    if uri.query().is_some() {
+        return Err("must not carry a query: give scheme, host and an optional path prefix");
+    }
+    Ok(())
 }
 
 /// Resolves a provider name + settings to its family and URL, or explains what is missing.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use causeway_config::{ClientConfig, ConfigError, KeyConfig, ProviderSettings, resolve_provider};
 use causeway_core::KeyPin;
 use causeway_providers::Endpoint;
+use causeway_providers::pool::Upstream;
 use http::{HeaderName, HeaderValue};
 
 use crate::limiter::Limiter;
@@ -148,12 +149,23 @@ fn build_route(
             enabled: k.enabled,
         })
         .collect();
+    let api_base = format!("{}{}", resolved.base_url, resolved.api_prefix);
+    let upstream = Upstream::parse(&api_base).map_err(|_| {
+        ConfigError::new(
+            format!("providers.{name}.network_config.base_url"),
+            format!(
+                "{:?} is not a usable URL: give scheme and host, e.g. https://api.openai.com, and no query",
+                resolved.base_url
+            ),
+        )
+    })?;
     Ok(ProviderRoute {
         name: name.to_owned(),
         endpoint: Endpoint {
             provider: name.to_owned(),
             family: resolved.family,
-            api_base: format!("{}{}", resolved.base_url, resolved.api_prefix),
+            api_base,
+            upstream,
             extra_headers,
             timeout: Duration::from_secs(net.default_request_timeout_in_seconds),
             stream_idle_timeout: Duration::from_secs(net.stream_idle_timeout_in_seconds.max(1)),

@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod http;
 mod messages_api;
 mod openai;
+pub mod pool;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -21,7 +22,7 @@ pub enum ProviderOutput {
     Stream(ChunkStream),
 }
 
-/// The provider layer: hands each attempt a pooled HTTP client; cheap to clone.
+/// The provider layer: hands each attempt this thread's connection pool; cheap to clone.
 #[derive(Clone)]
 pub struct Providers {
     id: u64,
@@ -29,11 +30,11 @@ pub struct Providers {
 }
 
 thread_local! {
-    /// One pooled client per thread and `Providers`. hyper runs each upstream connection as
-    /// its own task on the runtime that opened it; with a client per thread, the connection
-    /// serving a request lives on the request's own thread, so a round trip needs no
-    /// cross-thread wake-ups (when each thread runs its own runtime; see `causeway --threads`).
-    static CLIENTS: std::cell::RefCell<Vec<(u64, crate::http::HttpClient)>> =
+    /// One pool per thread and `Providers`. Each upstream connection runs as its own task on
+    /// the runtime that opened it; with a pool per thread, the connection serving a request
+    /// lives on the request's own thread, so a round trip needs no cross-thread wake-ups (when
+    /// each thread runs its own runtime; see `causeway --threads`).
+    static POOLS: std::cell::RefCell<Vec<(u64, crate::pool::Pool)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -47,16 +48,16 @@ impl Providers {
         }
     }
 
-    /// This thread's client (built on first use).
-    fn client(&self) -> crate::http::HttpClient {
-        CLIENTS.with(|clients| {
-            let mut clients = clients.borrow_mut();
-            if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
-                return c.clone();
+    /// This thread's pool (built on first use).
+    fn client(&self) -> crate::pool::Pool {
+        POOLS.with(|pools| {
+            let mut pools = pools.borrow_mut();
+            if let Some((_, p)) = pools.iter().find(|(id, _)| *id == self.id) {
+                return p.clone();
             }
-            let c = crate::http::build_client(&self.opts);
-            clients.push((self.id, c.clone()));
-            c
+            let p = crate::pool::Pool::new(&self.opts);
+            pools.push((self.id, p.clone()));
+            p
         })
     }
 

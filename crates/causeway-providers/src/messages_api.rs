@@ -10,14 +10,14 @@ use http::{HeaderValue, Method, Request, header};
 use http_body_util::Full;
 
 use crate::anthropic::{convert, stream::MessagesToChatStream};
-use crate::http::HttpClient;
+use crate::pool::Pool;
 use crate::upstream::{self, Endpoint};
 use crate::{ProviderOutput, invalid_upstream_json};
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 pub async fn execute(
-    client: &HttpClient,
+    client: &Pool,
     endpoint: &Endpoint,
     api_key: Option<&str>,
     request: &LlmRequest,
@@ -45,11 +45,10 @@ pub async fn execute(
     })?;
     let body = serde_json::to_vec(&converted)
         .map_err(|e| GatewayError::internal(format!("encoding Anthropic request: {e}")))?;
-    let url = format!("{}/messages", endpoint.api_base);
     let req = build(
         endpoint,
         Method::POST,
-        &url,
+        "/messages",
         api_key,
         Some(Bytes::from(body)),
         forward,
@@ -147,12 +146,16 @@ fn now_secs() -> u64 {
 fn build(
     endpoint: &Endpoint,
     method: Method,
-    url: &str,
+    path: &str,
     api_key: Option<&str>,
     body: Option<Bytes>,
     forward: &[(http::HeaderName, HeaderValue)],
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let mut b = Request::builder().method(method).uri(url);
+    let uri = endpoint
+        .upstream
+        .uri(path)
+        .map_err(|_| upstream::invalid_path(endpoint, path))?;
+    let mut b = Request::builder().method(method).uri(uri);
     if let Some(headers) = b.headers_mut() {
         // Caller-forwarded headers first, so operator-configured extra_headers win.
         for (name, value) in forward {
@@ -182,18 +185,28 @@ fn build(
             headers.insert(name.clone(), value.clone());
         }
     }
-    b.body(Full::new(body.unwrap_or_default()))
-        .map_err(|e| GatewayError::internal(format!("building upstream request to {url}: {e}")))
+    b.body(Full::new(body.unwrap_or_default())).map_err(|e| {
+        GatewayError::internal(format!(
+            "building upstream request to {}{path}: {e}",
+            endpoint.api_base
+        ))
+    })
 }
 
 /// Anthropic's model list, reshaped as OpenAI model objects.
 pub async fn list_models(
-    client: &HttpClient,
+    client: &Pool,
     endpoint: &Endpoint,
     api_key: Option<&str>,
 ) -> Result<Vec<serde_json::Value>, GatewayError> {
-    let url = format!("{}/models?limit=1000", endpoint.api_base);
-    let req = build(endpoint, Method::GET, &url, api_key, None, &[])?;
+    let req = build(
+        endpoint,
+        Method::GET,
+        "/models?limit=1000",
+        api_key,
+        None,
+        &[],
+    )?;
     let started = tokio::time::Instant::now();
     let resp = upstream::send(client, endpoint, req).await?;
     let status = resp.status();

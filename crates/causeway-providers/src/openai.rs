@@ -7,12 +7,12 @@ use futures_util::StreamExt;
 use http::{HeaderValue, Method, Request, header};
 use http_body_util::Full;
 
-use crate::http::HttpClient;
+use crate::pool::Pool;
 use crate::upstream::{self, Endpoint};
 use crate::{ProviderOutput, invalid_upstream_json};
 
 pub async fn execute(
-    client: &HttpClient,
+    client: &Pool,
     endpoint: &Endpoint,
     api_key: Option<&str>,
     request: &LlmRequest,
@@ -24,8 +24,14 @@ pub async fn execute(
         && request.request_type != causeway_core::RequestType::Embedding
         && !request.wants_stream_usage();
     let body = encode_body(&request.body, model, request.stream, force_usage)?;
-    let url = format!("{}{}", endpoint.api_base, request_path(request));
-    let req = build(endpoint, Method::POST, &url, api_key, Some(body), forward)?;
+    let req = build(
+        endpoint,
+        Method::POST,
+        request_path(request),
+        api_key,
+        Some(body),
+        forward,
+    )?;
     let started = tokio::time::Instant::now();
     let resp = upstream::send(client, endpoint, req).await?;
     let status = resp.status();
@@ -122,12 +128,16 @@ fn encode_body(
 pub(crate) fn build(
     endpoint: &Endpoint,
     method: Method,
-    url: &str,
+    path: &str,
     api_key: Option<&str>,
     body: Option<Bytes>,
     forward: &[(http::HeaderName, HeaderValue)],
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let mut b = Request::builder().method(method).uri(url);
+    let uri = endpoint
+        .upstream
+        .uri(path)
+        .map_err(|_| upstream::invalid_path(endpoint, path))?;
+    let mut b = Request::builder().method(method).uri(uri);
     if let Some(headers) = b.headers_mut() {
         // Caller-forwarded headers first, so operator-configured extra_headers win.
         for (name, value) in forward {
@@ -157,8 +167,12 @@ pub(crate) fn build(
             headers.insert(name.clone(), value.clone());
         }
     }
-    b.body(Full::new(body.unwrap_or_default()))
-        .map_err(|e| GatewayError::internal(format!("building upstream request to {url}: {e}")))
+    b.body(Full::new(body.unwrap_or_default())).map_err(|e| {
+        GatewayError::internal(format!(
+            "building upstream request to {}{path}: {e}",
+            endpoint.api_base
+        ))
+    })
 }
 
 fn is_error_chunk(data: &[u8]) -> bool {
@@ -184,12 +198,11 @@ fn stream_error(data: &[u8]) -> GatewayError {
 
 /// `GET /v1/models` against an OpenAI-shaped upstream; ids are returned as the upstream has them.
 pub async fn list_models(
-    client: &HttpClient,
+    client: &Pool,
     endpoint: &Endpoint,
     api_key: Option<&str>,
 ) -> Result<Vec<serde_json::Value>, GatewayError> {
-    let url = format!("{}/models", endpoint.api_base);
-    let req = build(endpoint, Method::GET, &url, api_key, None, &[])?;
+    let req = build(endpoint, Method::GET, "/models", api_key, None, &[])?;
     let started = tokio::time::Instant::now();
     let resp = upstream::send(client, endpoint, req).await?;
     let status = resp.status();

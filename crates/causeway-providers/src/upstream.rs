@@ -11,9 +11,9 @@ use causeway_core::{ErrorClass, GatewayError, RetryHint};
 use futures_util::Stream;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 
-use crate::http::{HttpClient, UpstreamResponse};
+use crate::http::UpstreamResponse;
+use crate::pool::{Pool, PoolError, PooledBody, Upstream};
 
 /// Where and how to reach a provider; built from config when a snapshot is made.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct Endpoint {
     pub family: Family,
     /// Origin plus api prefix, e.g. `https://api.openai.com/v1` (no trailing slash).
     pub api_base: String,
+    /// `api_base` parsed (`Upstream::parse(&api_base)`): what requests are built against.
+    pub upstream: Upstream,
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     pub timeout: Duration,
     pub stream_idle_timeout: Duration,
@@ -34,11 +36,11 @@ const MAX_UPSTREAM_BODY: usize = 256 * 1024 * 1024;
 
 /// Sends a request and waits for the response head, under the endpoint's timeout.
 pub async fn send(
-    client: &HttpClient,
+    pool: &Pool,
     endpoint: &Endpoint,
     req: Request<Full<Bytes>>,
 ) -> Result<UpstreamResponse, GatewayError> {
-    match tokio::time::timeout(endpoint.timeout, client.request(req)).await {
+    match tokio::time::timeout(endpoint.timeout, pool.send(&endpoint.upstream, req)).await {
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) => Err(connection_error(endpoint, &e)),
         Err(_) => Err(timeout_error(endpoint)),
@@ -48,7 +50,7 @@ pub async fn send(
 /// Reads a whole body under a deadline.
 pub async fn read_body(
     endpoint: &Endpoint,
-    body: Incoming,
+    body: PooledBody,
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, GatewayError> {
     let limited = http_body_util::Limited::new(body, MAX_UPSTREAM_BODY);
@@ -68,10 +70,7 @@ pub async fn read_body(
     }
 }
 
-pub fn connection_error(
-    endpoint: &Endpoint,
-    err: &hyper_util::client::legacy::Error,
-) -> GatewayError {
+pub fn connection_error(endpoint: &Endpoint, err: &PoolError) -> GatewayError {
     use std::error::Error as _;
     let mut msg = err.to_string();
     let mut source = err.source();
@@ -90,6 +89,14 @@ pub fn connection_error(
     )
     .with_type("provider_connection_failed")
     .with_retry(RetryHint::Backoff)
+}
+
+/// A request path the endpoint's base URL cannot carry (a gateway bug, not the caller's).
+pub fn invalid_path(endpoint: &Endpoint, path: &str) -> GatewayError {
+    GatewayError::internal(format!(
+        "cannot build an upstream URL from {}{path}",
+        endpoint.api_base
+    ))
 }
 
 pub fn timeout_error(endpoint: &Endpoint) -> GatewayError {
@@ -225,12 +232,12 @@ fn value_to_string(v: serde_json::Value) -> Option<String> {
 /// An upstream SSE body as a stream of events; a chunk gap longer than `idle` ends it with
 /// a timeout error. Dropping the stream drops the connection, which cancels the upstream.
 pub fn sse_events(
-    body: Incoming,
+    body: PooledBody,
     idle: Duration,
     provider: String,
 ) -> impl Stream<Item = Result<SseEvent, GatewayError>> + Send {
     struct State {
-        body: Incoming,
+        body: PooledBody,
         decoder: SseDecoder,
         pending: std::collections::VecDeque<SseEvent>,
         scratch: Vec<SseEvent>,

@@ -211,6 +211,32 @@ async fn streams_end_with_done_and_carry_usage_when_asked() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_reused_across_requests_and_streams() {
+    let m = mock(MockConfig::default()).await;
+    let h = Harness::start(Some(
+        json!({"providers": {"openai": provider(&m.base_url(), &[("k1", "sk-one-111111111111")])}}),
+    ))
+    .await;
+    for _ in 0..5 {
+        let (s, v) = json_of(
+            h.post("/v1/chat/completions", &chat_body("openai/gpt-4o-mini"))
+                .await,
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let mut body = chat_body("openai/gpt-4o-mini");
+        body["stream"] = json!(true);
+        let events = sse_data(h.post("/v1/chat/completions", &body).await).await;
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        // The stream ends for the gateway at `[DONE]`; its upstream connection is ready again
+        // once hyper has read the chunked body's terminator, on its own turn.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(m.request_count(), 10);
+    assert_eq!(m.connections_accepted(), 1);
+}
+
+#[tokio::test]
 async fn stream_is_passed_through_and_client_disconnect_cancels_upstream() {
     // The upstream sends one chunk, then waits a long time before the next.
     let m = mock(MockConfig {

@@ -266,6 +266,27 @@ async fn create_provider_validation_errors() {
     assert!(msg.contains("ftp://x"), "{v}");
     assert_eq!(v["error"]["param"], "network_config.base_url", "{v}");
 
+    // Base URLs no request could be built on: refused here, not at the first request.
+    for (url, why) in [
+        ("http://bad host", "not a valid URL"),
+        ("https://", "not a valid URL"),
+        ("https://api.example.com/v1?key=1", "must not carry a query"),
+    ] {
+        let (s, v) = json_of(
+            h.post(
+                "/api/providers",
+                &json!({"provider": "groq", "network_config": {"base_url": url}}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 400, "{url}: {v}");
+        assert_envelope(&v, 400);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(why), "{url}: {v}");
+        assert_eq!(v["error"]["param"], "network_config.base_url", "{v}");
+    }
+
     // An unknown provider without custom_provider_config.
     let (s, v) = json_of(
         h.post(

@@ -6,10 +6,11 @@
 // - background_thread + dirty_decay_ms:1000 + muzzy_decay_ms:0: a jemalloc thread returns freed
 //   pages with MADV_DONTNEED about a second after they were last used (RSS drops; MADV_FREE'd
 //   "muzzy" pages would still count as resident), so serve threads never pay for purging.
-// - tcache_max:4096 + tcache_nslots_small_max:20: per-thread caches keep small objects only;
-//   otherwise each idle serve thread sits on megabytes of 8-32 KB connection buffers freed at
-//   the end of a burst, which no decay returns. Costs ~5k instructions per request, still ~8k
-//   fewer than glibc.
+// - tcache_max:8192 + tcache_nslots_small_max:20: per-thread caches keep objects up to 8 KB
+//   (hyper's 8 KB connection buffers included: above the cache they cost ~6k instructions per
+//   request in arena slow paths), 20 of each size at most; with the default 32 KB and 200
+//   slots each idle serve thread sits on megabytes freed at the end of a burst, which no decay
+//   returns. Measured: 8192 keeps ~0.3 MB more after a burst than 4096 (bench/RESULTS.md).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -41,7 +42,7 @@ mod tests {
         let muzzy: isize = b"opt.muzzy_decay_ms\0".name().read().unwrap();
         let tcache_max: usize = b"opt.tcache_max\0".name().read().unwrap();
         assert!(background, "background purging thread is off");
-        assert_eq!((dirty, muzzy, tcache_max), (1000, 0, 4096));
+        assert_eq!((dirty, muzzy, tcache_max), (1000, 0, 8192));
         assert!(
             super::describe().starts_with("jemalloc 5."),
             "{}",

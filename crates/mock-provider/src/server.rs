@@ -89,6 +89,11 @@ impl MockServer {
         self.shared.request_count()
     }
 
+    /// TCP connections accepted since start: shows whether a client reuses connections.
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.connections_accepted()
+    }
+
     /// Forgets recorded requests and resets `request_count`.
     pub fn clear_requests(&self) {
         self.shared.clear_requests();
@@ -148,6 +153,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stopped: watch:
         };
         match accepted {
             Ok((stream, _)) => {
+                shared.connection_accepted();
                 tokio::spawn(serve_connection(
                     stream,
                     Arc::clone(&builder),

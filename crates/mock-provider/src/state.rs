@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     pub(crate) config: ArcSwap<Snapshot>,
     requests: Mutex<Vec<RecordedRequest>>,
     request_count: AtomicUsize,
+    connections: AtomicUsize,
     next_id: AtomicU64,
     fail_first_seen: AtomicUsize,
     pub(crate) streams: StreamStats,
@@ -50,6 +51,7 @@ impl Shared {
             config: ArcSwap::from_pointee(Snapshot::new(config)),
             requests: Mutex::new(Vec::new()),
             request_count: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             fail_first_seen: AtomicUsize::new(0),
             streams: StreamStats::default(),
@@ -79,6 +81,14 @@ impl Shared {
 
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
         self.lock_requests().clone()
+    }
+
+    pub(crate) fn connection_accepted(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connections_accepted(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     pub(crate) fn request_count(&self) -> usize {
