@@ -49,7 +49,7 @@ impl Providers {
     }
 
     /// This thread's pool (built on first use).
-    fn client(&self) -> crate::pool::Pool {
+    fn pool(&self) -> crate::pool::Pool {
         POOLS.with(|pools| {
             let mut pools = pools.borrow_mut();
             if let Some((_, p)) = pools.iter().find(|(id, _)| *id == self.id) {
@@ -72,10 +72,10 @@ impl Providers {
     ) -> Result<ProviderOutput, GatewayError> {
         match endpoint.family {
             Family::OpenAi => {
-                openai::execute(&self.client(), endpoint, api_key, request, model, forward).await
+                openai::execute(&self.pool(), endpoint, api_key, request, model, forward).await
             }
             Family::Anthropic => {
-                messages_api::execute(&self.client(), endpoint, api_key, request, model, forward)
+                messages_api::execute(&self.pool(), endpoint, api_key, request, model, forward)
                     .await
             }
         }
@@ -88,8 +88,8 @@ impl Providers {
         api_key: Option<&str>,
     ) -> Result<Vec<serde_json::Value>, GatewayError> {
         match endpoint.family {
-            Family::OpenAi => openai::list_models(&self.client(), endpoint, api_key).await,
-            Family::Anthropic => messages_api::list_models(&self.client(), endpoint, api_key).await,
+            Family::OpenAi => openai::list_models(&self.pool(), endpoint, api_key).await,
+            Family::Anthropic => messages_api::list_models(&self.pool(), endpoint, api_key).await,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use causeway_core::{ErrorClass, GatewayError, LlmRequest, RequestType};
 use futures_util::StreamExt;
-use http::{HeaderValue, Method, Request, header};
+use http::{HeaderValue, Method, Request};
 use http_body_util::Full;
 
 use crate::anthropic::{convert, stream::MessagesToChatStream};
@@ -17,7 +17,7 @@ use crate::{ProviderOutput, invalid_upstream_json};
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 pub async fn execute(
-    client: &Pool,
+    pool: &Pool,
     endpoint: &Endpoint,
     api_key: Option<&str>,
     request: &LlmRequest,
@@ -54,7 +54,7 @@ pub async fn execute(
         forward,
     )?;
     let started = tokio::time::Instant::now();
-    let resp = upstream::send(client, endpoint, req).await?;
+    let resp = upstream::send(pool, endpoint, req).await?;
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     if !status.is_success() {
@@ -151,51 +151,21 @@ fn build(
     body: Option<Bytes>,
     forward: &[(http::HeaderName, HeaderValue)],
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let uri = endpoint
-        .upstream
-        .uri(path)
-        .map_err(|_| upstream::invalid_path(endpoint, path))?;
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Some(headers) = b.headers_mut() {
-        // Caller-forwarded headers first, so operator-configured extra_headers win.
-        for (name, value) in forward {
-            headers.insert(name.clone(), value.clone());
-        }
-        if body.is_some() {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
+    upstream::build_request(endpoint, method, path, body, forward, |headers| {
         headers.insert(
             "anthropic-version",
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
         if let Some(key) = api_key.filter(|k| !k.is_empty()) {
-            let mut v = HeaderValue::from_str(key).map_err(|_| {
-                GatewayError::internal(format!(
-                    "an API key of provider {} contains characters not allowed in an HTTP header",
-                    endpoint.provider
-                ))
-            })?;
-            v.set_sensitive(true);
-            headers.insert("x-api-key", v);
+            headers.insert("x-api-key", upstream::secret_header(endpoint, key)?);
         }
-        for (name, value) in &endpoint.extra_headers {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
-    b.body(Full::new(body.unwrap_or_default())).map_err(|e| {
-        GatewayError::internal(format!(
-            "building upstream request to {}{path}: {e}",
-            endpoint.api_base
-        ))
+        Ok(())
     })
 }
 
 /// Anthropic's model list, reshaped as OpenAI model objects.
 pub async fn list_models(
-    client: &Pool,
+    pool: &Pool,
     endpoint: &Endpoint,
     api_key: Option<&str>,
 ) -> Result<Vec<serde_json::Value>, GatewayError> {
@@ -208,7 +178,7 @@ pub async fn list_models(
         &[],
     )?;
     let started = tokio::time::Instant::now();
-    let resp = upstream::send(client, endpoint, req).await?;
+    let resp = upstream::send(pool, endpoint, req).await?;
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     let bytes = upstream::read_body(endpoint, body, started + endpoint.timeout).await?;

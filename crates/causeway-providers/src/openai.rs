@@ -12,7 +12,7 @@ use crate::upstream::{self, Endpoint};
 use crate::{ProviderOutput, invalid_upstream_json};
 
 pub async fn execute(
-    client: &Pool,
+    pool: &Pool,
     endpoint: &Endpoint,
     api_key: Option<&str>,
     request: &LlmRequest,
@@ -33,7 +33,7 @@ pub async fn execute(
         forward,
     )?;
     let started = tokio::time::Instant::now();
-    let resp = upstream::send(client, endpoint, req).await?;
+    let resp = upstream::send(pool, endpoint, req).await?;
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     if !status.is_success() {
@@ -125,7 +125,7 @@ fn encode_body(
     ))
 }
 
-pub(crate) fn build(
+fn build(
     endpoint: &Endpoint,
     method: Method,
     path: &str,
@@ -133,45 +133,16 @@ pub(crate) fn build(
     body: Option<Bytes>,
     forward: &[(http::HeaderName, HeaderValue)],
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let uri = endpoint
-        .upstream
-        .uri(path)
-        .map_err(|_| upstream::invalid_path(endpoint, path))?;
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Some(headers) = b.headers_mut() {
-        // Caller-forwarded headers first, so operator-configured extra_headers win.
-        for (name, value) in forward {
-            headers.insert(name.clone(), value.clone());
-        }
-        if body.is_some() {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
+    upstream::build_request(endpoint, method, path, body, forward, |headers| {
         headers.insert(
             header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
         if let Some(key) = api_key.filter(|k| !k.is_empty()) {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                GatewayError::internal(format!(
-                    "an API key of provider {} contains characters not allowed in an HTTP header",
-                    endpoint.provider
-                ))
-            })?;
-            v.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, v);
+            let value = upstream::secret_header(endpoint, &format!("Bearer {key}"))?;
+            headers.insert(header::AUTHORIZATION, value);
         }
-        for (name, value) in &endpoint.extra_headers {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
-    b.body(Full::new(body.unwrap_or_default())).map_err(|e| {
-        GatewayError::internal(format!(
-            "building upstream request to {}{path}: {e}",
-            endpoint.api_base
-        ))
+        Ok(())
     })
 }
 
@@ -198,13 +169,13 @@ fn stream_error(data: &[u8]) -> GatewayError {
 
 /// `GET /v1/models` against an OpenAI-shaped upstream; ids are returned as the upstream has them.
 pub async fn list_models(
-    client: &Pool,
+    pool: &Pool,
     endpoint: &Endpoint,
     api_key: Option<&str>,
 ) -> Result<Vec<serde_json::Value>, GatewayError> {
     let req = build(endpoint, Method::GET, "/models", api_key, None, &[])?;
     let started = tokio::time::Instant::now();
-    let resp = upstream::send(client, endpoint, req).await?;
+    let resp = upstream::send(pool, endpoint, req).await?;
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     let bytes = upstream::read_body(endpoint, body, started + endpoint.timeout).await?;

@@ -9,7 +9,7 @@ use causeway_config::Family;
 use causeway_core::sse::{SseDecoder, SseEvent};
 use causeway_core::{ErrorClass, GatewayError, RetryHint};
 use futures_util::Stream;
-use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use crate::http::UpstreamResponse;
@@ -91,12 +91,55 @@ pub fn connection_error(endpoint: &Endpoint, err: &PoolError) -> GatewayError {
     .with_retry(RetryHint::Backoff)
 }
 
-/// A request path the endpoint's base URL cannot carry (a gateway bug, not the caller's).
-pub fn invalid_path(endpoint: &Endpoint, path: &str) -> GatewayError {
-    GatewayError::internal(format!(
-        "cannot build an upstream URL from {}{path}",
-        endpoint.api_base
-    ))
+/// An upstream request to `path` under the endpoint's base URL. Headers, later ones winning:
+/// the caller-forwarded ones, `Content-Type` when there is a body, the wire family's own
+/// (`family_headers`: auth, version), then the operator's `extra_headers`.
+pub fn build_request(
+    endpoint: &Endpoint,
+    method: Method,
+    path: &str,
+    body: Option<Bytes>,
+    forward: &[(HeaderName, HeaderValue)],
+    family_headers: impl FnOnce(&mut HeaderMap) -> Result<(), GatewayError>,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
+    let uri = endpoint.upstream.uri(path).map_err(|_| {
+        // The path is the gateway's own, so this is a gateway bug, not the caller's.
+        GatewayError::internal(format!(
+            "cannot build an upstream URL from {}{path}",
+            endpoint.api_base
+        ))
+    })?;
+    let has_body = body.is_some();
+    let mut req = Request::new(Full::new(body.unwrap_or_default()));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    for (name, value) in forward {
+        headers.insert(name.clone(), value.clone());
+    }
+    if has_body {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    family_headers(headers)?;
+    for (name, value) in &endpoint.extra_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    Ok(req)
+}
+
+/// A credential as a header value, marked sensitive so it is never logged.
+pub fn secret_header(endpoint: &Endpoint, value: &str) -> Result<HeaderValue, GatewayError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| {
+        GatewayError::internal(format!(
+            "an API key of provider {} contains characters not allowed in an HTTP header",
+            endpoint.provider
+        ))
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
 }
 
 pub fn timeout_error(endpoint: &Endpoint) -> GatewayError {
@@ -230,7 +273,8 @@ fn value_to_string(v: serde_json::Value) -> Option<String> {
 }
 
 /// An upstream SSE body as a stream of events; a chunk gap longer than `idle` ends it with
-/// a timeout error. Dropping the stream drops the connection, which cancels the upstream.
+/// a timeout error. Dropping the stream before the upstream's body ended closes the connection,
+/// which cancels the upstream.
 pub fn sse_events(
     body: PooledBody,
     idle: Duration,
