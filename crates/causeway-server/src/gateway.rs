@@ -36,6 +36,10 @@ pub struct GatewayOptions {
     /// connection stay on one thread, with no cross-thread wake-ups. 0 serves on the
     /// caller's runtime instead.
     pub serve_threads: usize,
+    /// Called on a serve thread once a second for the first few seconds in which it starts
+    /// no request (see `QuietWatch`): the binary hands the thread's cached free memory back
+    /// to the system there, so RSS returns to idle after a burst. Only with serve threads.
+    pub on_serve_thread_quiet: Option<fn()>,
 }
 
 impl Default for GatewayOptions {
@@ -48,6 +52,7 @@ impl Default for GatewayOptions {
             insecure_no_auth: false,
             env_autoconfig: true,
             serve_threads: 0,
+            on_serve_thread_quiet: None,
         }
     }
 }
@@ -84,7 +89,13 @@ impl Gateway {
         let task = if opts.serve_threads == 0 {
             tokio::spawn(serve(listener, app, rx.clone()))
         } else {
-            spawn_serve_threads(listener, app, rx.clone(), opts.serve_threads)?
+            spawn_serve_threads(
+                listener,
+                app,
+                rx.clone(),
+                opts.serve_threads,
+                opts.on_serve_thread_quiet,
+            )?
         };
         if let Some(store) = state.store.clone() {
             tokio::spawn(persist_usage_loop(state.governance.clone(), store, rx));
@@ -169,6 +180,7 @@ fn spawn_serve_threads(
     app: axum::Router,
     shutdown: watch::Receiver<bool>,
     n: usize,
+    on_quiet: Option<fn()>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let shared = listener
         .into_std()
@@ -194,6 +206,10 @@ fn spawn_serve_threads(
                     }
                 };
                 runtime.block_on(async move {
+                    if let Some(release) = on_quiet {
+                        // Ends with the runtime, when `serve` returns.
+                        tokio::spawn(call_when_quiet(release));
+                    }
                     match TcpListener::from_std(socket) {
                         Ok(listener) => serve(listener, app, shutdown).await,
                         Err(e) => tracing::error!(error = %e, thread = i, "cannot register the listener"),
@@ -510,6 +526,7 @@ async fn serve(listener: TcpListener, app: axum::Router, mut shutdown: watch::Re
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
                 let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    REQUESTS_STARTED.with(|n| n.set(n.get().wrapping_add(1)));
                     req.extensions_mut().insert(ConnectInfo(peer));
                     app.clone().oneshot(req.map(axum::body::Body::new))
                 });
@@ -531,5 +548,85 @@ async fn serve(listener: TcpListener, app: axum::Router, mut shutdown: watch::Re
         .is_err()
     {
         tracing::warn!("shutdown: some connections did not finish within 10 s");
+    }
+}
+
+thread_local! {
+    /// Requests this thread has started serving; read by `call_when_quiet` on serve threads.
+    static REQUESTS_STARTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs on each serve thread: every second, asks `QuietWatch` whether to call `release`.
+async fn call_when_quiet(release: fn()) {
+    let mut tick = tokio::time::interval(QUIET_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = QuietWatch::default();
+    loop {
+        tick.tick().await;
+        if watch.tick(REQUESTS_STARTED.with(std::cell::Cell::get)) {
+            release();
+        }
+    }
+}
+
+const QUIET_TICK: Duration = Duration::from_secs(1);
+
+/// Quiet ticks after a thread's last request on which it releases memory. More than one:
+/// a burst's memory comes free over a few seconds after its last request starts (streams
+/// end, then the upstream pool closes the connections it no longer needs: its 2 s demand
+/// window plus a 1 s tick), and what is freed after a release would stay cached again.
+const QUIET_RELEASE_TICKS: u32 = 5;
+
+/// Decides, once per tick, whether a serve thread should release memory: on each of the
+/// first `QUIET_RELEASE_TICKS` ticks in which it started no request, then not again until
+/// it has served something. A thread that never served anything has nothing to release.
+#[derive(Debug)]
+struct QuietWatch {
+    seen: u64,
+    quiet_ticks: u32,
+}
+
+impl Default for QuietWatch {
+    fn default() -> Self {
+        QuietWatch {
+            seen: 0,
+            quiet_ticks: QUIET_RELEASE_TICKS,
+        }
+    }
+}
+
+impl QuietWatch {
+    fn tick(&mut self, requests_started: u64) -> bool {
+        if requests_started != self.seen {
+            self.seen = requests_started;
+            self.quiet_ticks = 0;
+            return false;
+        }
+        if self.quiet_ticks >= QUIET_RELEASE_TICKS {
+            return false;
+        }
+        self.quiet_ticks += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QUIET_RELEASE_TICKS, QuietWatch};
+
+    #[test]
+    fn quiet_watch_releases_on_the_first_quiet_ticks_after_activity_only() {
+        let mut w = QuietWatch::default();
+        assert!(!w.tick(0), "nothing served yet: nothing to release");
+        assert!(!w.tick(3), "busy tick");
+        assert!(!w.tick(7), "still busy");
+        let released: Vec<bool> = (0..QUIET_RELEASE_TICKS + 3).map(|_| w.tick(7)).collect();
+        let expected: Vec<bool> = (0..QUIET_RELEASE_TICKS + 3)
+            .map(|i| i < QUIET_RELEASE_TICKS)
+            .collect();
+        assert_eq!(released, expected);
+        // One more request starts the count again.
+        assert!(!w.tick(8));
+        assert!(w.tick(8));
     }
 }

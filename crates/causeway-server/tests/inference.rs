@@ -854,3 +854,71 @@ async fn serve_threads_serve_requests_streams_and_shut_down() {
         "no longer listening after shutdown"
     );
 }
+
+static QUIET_ON_SERVE_THREAD: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+static QUIET_ELSEWHERE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_quiet_call() {
+    let on_serve_thread = std::thread::current()
+        .name()
+        .is_some_and(|n| n.starts_with("causeway-serve-"));
+    let counter = if on_serve_thread {
+        &QUIET_ON_SERVE_THREAD
+    } else {
+        &QUIET_ELSEWHERE
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The binary releases a serve thread's cached memory when the thread goes quiet: the hook
+/// runs on the serve thread itself, a few times once requests stop, then no more.
+#[tokio::test]
+async fn a_serve_thread_calls_the_quiet_hook_after_requests_stop_then_stops() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let m = mock(MockConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        json!({"providers": {"openai": provider(&m.base_url(), &[("k1", "sk-one-111111111111")])}})
+            .to_string(),
+    )
+    .unwrap();
+    let mut opts = common::options(dir.path().to_path_buf());
+    opts.serve_threads = 1;
+    opts.on_serve_thread_quiet = Some(count_quiet_call);
+    let gw = causeway_server::Gateway::start(opts).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(QUIET_ON_SERVE_THREAD.load(SeqCst), 0, "nothing served yet");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .json(&chat_body("openai/gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    while QUIET_ON_SERVE_THREAD.load(SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no quiet call within 4 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A few more, one a second, then it stops until the thread serves again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let settled = QUIET_ON_SERVE_THREAD.load(SeqCst);
+    assert!((2..=6).contains(&settled), "{settled} quiet calls");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        QUIET_ON_SERVE_THREAD.load(SeqCst),
+        settled,
+        "kept calling while idle"
+    );
+    assert_eq!(
+        QUIET_ELSEWHERE.load(SeqCst),
+        0,
+        "called off the serve thread"
+    );
+    gw.shutdown().await;
+}

@@ -90,6 +90,7 @@ async fn run(args: Args) -> ExitCode {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         },
+        on_serve_thread_quiet: Some(allocator::release_thread_memory),
     };
     let gateway = match Gateway::start(opts).await {
         Ok(g) => g,

@@ -22,6 +22,7 @@ pub fn options(dir: PathBuf) -> GatewayOptions {
         insecure_no_auth: false,
         env_autoconfig: false,
         serve_threads: 0,
+        on_serve_thread_quiet: None,
     }
 }
 
