@@ -34,8 +34,9 @@ pub fn describe() -> String {
 /// thread cache as that thread allocates, so an idle thread would sit on what the end of a
 /// burst freed into it (~0.7 MB measured after 1,024 streams, bench/RESULTS.md).
 /// Turning the cache off and on empties it into the thread's arena; setting the arena's
-/// dirty decay time (to the value it has) restarts its decay clock, which purges the pages
-/// that emptied now rather than whenever the background thread next wakes up.
+/// dirty decay time to 0 and back purges its unused pages at once. (Only 0 purges from a
+/// thread that is not jemalloc's background thread; re-setting the same time would restart
+/// the decay clock and so postpone the background thread's purge instead.)
 #[cfg(not(target_env = "msvc"))]
 pub fn release_thread_memory() {
     use tikv_jemalloc_ctl::{Access, AsName};
@@ -47,7 +48,9 @@ pub fn release_thread_memory() {
         return;
     };
     let decay = format!("arena.{arena}.dirty_decay_ms\0");
-    if let Ok(ms) = Access::<isize>::read(decay.name()) {
+    if let Ok(ms) = Access::<isize>::read(decay.name())
+        && decay.name().write(0isize).is_ok()
+    {
         let _ = decay.name().write(ms);
     }
 }
