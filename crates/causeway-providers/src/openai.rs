@@ -139,7 +139,10 @@ fn build(
             HeaderValue::from_static("application/json, text/event-stream"),
         );
         if let Some(key) = api_key.filter(|k| !k.is_empty()) {
-            let value = upstream::secret_header(endpoint, &format!("Bearer {key}"))?;
+            let mut bearer = String::with_capacity(7 + key.len());
+            bearer.push_str("Bearer ");
+            bearer.push_str(key);
+            let value = upstream::secret_header(endpoint, &bearer)?;
             headers.insert(header::AUTHORIZATION, value);
         }
         Ok(())

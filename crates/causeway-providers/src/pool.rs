@@ -57,10 +57,40 @@ impl std::error::Error for PoolError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What connections are pooled by: scheme and authority. Compared and hashed by `key`
+/// (scheme and lower-cased authority, built once per endpoint), as two lookups per request
+/// hashing `Authority` itself (byte by byte, case-folded) cost more than the rest of the pool.
+#[derive(Debug, Clone)]
 struct Origin {
     https: bool,
     authority: Authority,
+    key: Arc<str>,
+}
+
+impl Origin {
+    fn new(https: bool, authority: Authority) -> Self {
+        let scheme = if https { "https://" } else { "http://" };
+        let key = format!("{scheme}{}", authority.as_str().to_ascii_lowercase()).into();
+        Origin {
+            https,
+            authority,
+            key,
+        }
+    }
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Origin {}
+
+impl std::hash::Hash for Origin {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
 }
 
 /// A pool of upstream connections; cheap to clone (clones share the connections).
@@ -412,7 +442,7 @@ impl Upstream {
         }
         .map_err(|_| PoolError::InvalidUrl)?;
         Ok(Upstream {
-            origin: Origin { https, authority },
+            origin: Origin::new(https, authority),
             host,
             prefix: uri.path().trim_end_matches('/').to_owned(),
         })
@@ -430,6 +460,21 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_the_same_whatever_the_case_of_the_host_but_not_the_scheme() {
+        let a = Upstream::parse("http://API.example:8080/v1").unwrap();
+        let b = Upstream::parse("http://api.EXAMPLE:8080/other").unwrap();
+        let c = Upstream::parse("https://api.example:8080/v1").unwrap();
+        let d = Upstream::parse("http://api.example:8081/v1").unwrap();
+        assert_eq!(a.origin, b.origin);
+        assert_ne!(a.origin, c.origin);
+        assert_ne!(a.origin, d.origin);
+        let mut hosts = HashMap::new();
+        hosts.insert(a.origin.clone(), 1);
+        assert_eq!(hosts.get(&b.origin), Some(&1));
+        assert_eq!(hosts.get(&c.origin), None);
+    }
 
     #[test]
     fn host_leaves_out_the_scheme_s_default_port() {

@@ -106,9 +106,13 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .map(str::to_owned)
         .unwrap_or_else(|| {
             // A v4 UUID from a thread-local PRNG: unique enough for ids, no syscall per request.
+            // Encoded directly: `to_string` would go through the formatting machinery.
+            let mut buf = uuid::Uuid::encode_buffer();
             uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
                 .into_uuid()
-                .to_string()
+                .hyphenated()
+                .encode_lower(&mut buf)
+                .to_owned()
         })
 }
 
@@ -184,13 +188,8 @@ fn set_error_headers(h: &mut HeaderMap, e: &GatewayError, request_id: &str) {
 pub async fn run_llm(st: Arc<AppState>, door: Door, req: axum::extract::Request) -> Response {
     let peer = peer_of(&req);
     let (parts, body) = req.into_parts();
-    let (method, headers) = (parts.method, parts.headers);
-    // Nested routers strip their prefix from `uri`; logs and hooks want the path as sent.
-    let uri = parts
-        .extensions
-        .get::<axum::extract::OriginalUri>()
-        .map(|u| u.0.clone())
-        .unwrap_or(parts.uri);
+    // Inference routes are not nested (see `router`): `uri` is the path as sent.
+    let (method, headers, uri) = (parts.method, parts.headers, parts.uri);
     let request_id = request_id(&headers);
     let limit_mb = st.client.load().max_request_body_size_mb;
     let bytes = match read_limited(body, limit_mb).await {
@@ -603,6 +602,19 @@ fn error_frame(e: &GatewayError, request_id: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_request_id_is_a_lowercase_v4_uuid_and_a_given_one_is_kept() {
+        let a = request_id(&HeaderMap::new());
+        let b = request_id(&HeaderMap::new());
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(a, parsed.hyphenated().to_string());
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("req-1"));
+        assert_eq!(request_id(&h), "req-1");
+    }
 
     #[test]
     fn forwards_only_prefixed_allowed_headers() {

@@ -42,12 +42,6 @@ pub use state::{AppState, ManagementAccess};
 use crate::error::{error_response, json_response};
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/chat/completions", post(inference::chat_completions))
-        .route("/completions", post(inference::completions))
-        .route("/embeddings", post(inference::embeddings))
-        .route("/models", get(inference::list_models));
-
     let management = Router::new()
         .route(
             "/providers",
@@ -136,9 +130,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             on_control_runtime,
         ));
 
-    Router::new()
-        .nest("/v1", v1.clone())
-        .nest("/openai/v1", v1)
+    // The OpenAI routes are registered under each prefix rather than nested: a nested router
+    // rewrites every request's URI to strip its prefix (a format, an allocation and a parse).
+    let mut inference = Router::new();
+    for prefix in ["/v1", "/openai/v1"] {
+        inference = inference
+            .route(
+                &format!("{prefix}/chat/completions"),
+                post(inference::chat_completions),
+            )
+            .route(
+                &format!("{prefix}/completions"),
+                post(inference::completions),
+            )
+            .route(&format!("{prefix}/embeddings"), post(inference::embeddings))
+            .route(&format!("{prefix}/models"), get(inference::list_models));
+    }
+
+    inference
         .route("/anthropic/v1/messages", post(anthropic_route::messages))
         .nest("/api", management)
         .route("/health", get(health))
