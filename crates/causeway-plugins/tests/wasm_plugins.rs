@@ -16,7 +16,7 @@ use causeway_plugins::wasm::module_loader;
 use causeway_plugins::{
     ChainEntry, HttpRequest, HttpResponse, LoadError, Plugin, PluginChain, PluginHealth,
 };
-use causeway_wasm_host::WasmLimits;
+use causeway_wasm_host::{Hook, ModuleSource, WasmHost, WasmLimits};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -527,6 +527,137 @@ fn chunk_editor_replaces_a_word_and_keeps_empty_chunks_by_default() {
         matches!(&err, LoadError::Failed(m) if m.contains("init returned 3")),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn passthrough_returns_the_request_and_the_response_unchanged() {
+    let loaded = load(&example("passthrough"), json!({}));
+    assert_eq!(loaded.plugin.name(), "passthrough");
+    assert_eq!(loaded.plugin.hooks().types(), ["llm"]);
+
+    // Escapes, non-ASCII text, content parts and numbers in several spellings go through the
+    // guest's parser and serializer and must come back as they went in.
+    let mut req = llm_request(
+        RequestType::ChatCompletion,
+        json!({
+            "messages": [
+                {"role": "system", "content": "quote \" backslash \\ newline \n tab \t nul \u{0} é 中文 😀"},
+                {"role": "user", "content": [{"type": "text", "text": "part"}, {"type": "text", "text": ""}]}
+            ],
+            "temperature": 0.25, "top_p": 1e-3, "max_tokens": 512, "seed": -7,
+            "stop": ["END", ""], "metadata": {"nested": {"deeper": [[], {}, null, true]}},
+            "user": "u-1"
+        }),
+        false,
+    );
+    let before = body_json(&req);
+    let mut ctx = ctx();
+    ctx.values
+        .insert("earlier".into(), json!({"kept": ["as", "is"]}));
+    let (short_circuit, ran) = loaded.chain.run_pre_llm(&mut ctx, &mut req).await;
+    assert!(short_circuit.is_none());
+    assert_eq!(ran, 1);
+    assert_eq!(body_json(&req), before);
+    assert_eq!(
+        (req.provider.as_str(), req.model.as_str()),
+        ("openai", "gpt-4o-mini")
+    );
+    assert_eq!(ctx.values["passthrough"], true);
+    assert_eq!(ctx.values["earlier"], json!({"kept": ["as", "is"]}));
+
+    let result = loaded.chain.run_post_llm(&mut ctx, ran, completion()).await;
+    assert_eq!(complete_body(&result), complete_body(&completion()));
+    let failed = Err(GatewayError::new(
+        502,
+        ErrorClass::ProviderServerError,
+        "upstream broke",
+    ));
+    let result = loaded.chain.run_post_llm(&mut ctx, ran, failed).await;
+    let err = result.unwrap_err();
+    assert_eq!((err.status(), err.message()), (502, "upstream broke"));
+    assert!(!loaded.health.failing());
+    assert!(
+        loaded.health.logs().is_empty(),
+        "{:?}",
+        loaded.health.logs()
+    );
+}
+
+/// The example library (plugins/examples/lib/json.ts) validates every input in full before a
+/// plugin sees it. The host never sends malformed JSON, so this calls the guest directly: each
+/// case comes back as the hook's error naming the problem and its byte offset, and the instance
+/// keeps working afterwards.
+#[test]
+fn the_example_library_rejects_malformed_input() {
+    let host = WasmHost::new().unwrap();
+    let plugin = host
+        .load(
+            ModuleSource::Path(example("passthrough")),
+            b"{}",
+            WasmLimits::default(),
+            Arc::new(|_| {}),
+        )
+        .unwrap();
+    let nested = |depth: usize| {
+        format!(
+            r#"{{"context":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    let too_deep = nested(129);
+    let cases: [(&[u8], &str); 20] = [
+        (b"", "unexpected end of input at offset 0"),
+        (b"   ", "unexpected end of input at offset 3"),
+        (b"{} x", "unexpected text after the value at offset 3"),
+        (br#"{"a":1,}"#, "expected a member name at offset 7"),
+        (br#"{"a" 1}"#, "expected ':' at offset 5"),
+        (br#"{"a":[1 2]}"#, "expected ',' or ']' at offset 9"),
+        (br#"{"a":1 "b":2}"#, "expected ',' or '}' at offset 8"),
+        (br#"{"a":tru}"#, "unexpected character at offset 5"),
+        (br#"{"a":-}"#, "invalid number at offset 6"),
+        (br#"{"a":"\x"}"#, "invalid escape at offset 6"),
+        (br#"{"a":"\u12G4"}"#, r"invalid \u escape at offset 6"),
+        (
+            b"{\"a\":\"\x01\"}",
+            "control character in string at offset 6",
+        ),
+        (
+            b"{\"a\":\"line\nbreak\"}",
+            "control character in string at offset 10",
+        ),
+        (br#"{"a":"open"#, "unterminated string at offset 10"),
+        (br#"{"a":"open\"#, "unterminated string at offset 10"),
+        (br#"{"a":[1,2"#, "unterminated array at offset 9"),
+        (br#"{"a":{}"#, "unterminated object at offset 7"),
+        (
+            br#"{"a":1}}"#,
+            "unexpected text after the value at offset 7",
+        ),
+        (br#"{'a':1}"#, "expected a member name at offset 1"),
+        (too_deep.as_bytes(), "nesting too deep at offset 139"),
+    ];
+    for (hook, field) in [(Hook::PreLlm, "error"), (Hook::PostLlm, "hook_error")] {
+        for (input, problem) in cases {
+            let output = plugin.call(hook, input).unwrap();
+            let output: Value = serde_json::from_slice(&output).unwrap();
+            assert_eq!(
+                output[field],
+                format!("cannot parse input: {problem}"),
+                "{hook} {}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        for input in [&b"[1]"[..], b"\"text\"", b"null"] {
+            let output: Value = serde_json::from_slice(&plugin.call(hook, input).unwrap()).unwrap();
+            assert_eq!(output[field], "input is not a JSON object");
+        }
+    }
+    // 128 levels are fine, and the instance still answers valid input.
+    let output = plugin.call(Hook::PreLlm, nested(128).as_bytes()).unwrap();
+    let output: Value = serde_json::from_slice(&output).unwrap();
+    assert_eq!(output["error"], "");
+    assert_eq!(output["context"], json!({"passthrough": true}));
 }
 
 // ---------------------------------------------------------------------------------------------

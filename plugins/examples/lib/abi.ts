@@ -2,7 +2,7 @@
 // (`malloc`, `free`), reading input and returning output as packed `ptr << 32 | len`, logging
 // through the host's `env.log_level`, and building the JSON outputs of each hook.
 
-import { JSONValue, Utf8Buffer, parseError, parseUtf8 } from "./json";
+import { JSONValue, ObjectWriter, Utf8Buffer, parseError, parseUtf8 } from "./json";
 
 // Host import: one log line at a level (0 debug, 1 info, 2 warn, 3 error).
 @external("env", "log_level")
@@ -49,9 +49,29 @@ export function packBuffer(out: Utf8Buffer): u64 {
  * output buffer is unmanaged memory the collector does not touch.
  */
 export function writeJSON(value: JSONValue): u64 {
-  const out = value.serialize();
+  // Packed before collecting: the collector frees the `Utf8Buffer` object (not its memory).
+  const packed = packBuffer(value.serialize());
   __collect();
-  return packBuffer(out);
+  return packed;
+}
+
+/** Like `writeJSON`, for an output written member by member, as the builders below do. */
+export function writeObject(writer: ObjectWriter): u64 {
+  const packed = packBuffer(writer.finish());
+  __collect();
+  return packed;
+}
+
+/**
+ * The expected size of a hook output carrying these values, so that its buffer is allocated
+ * once: what they serialize as, plus room for the output's fixed members.
+ */
+function outputSize(a: JSONValue | null, b: JSONValue | null = null, c: JSONValue | null = null): usize {
+  let n: usize = 128;
+  if (a != null) n += a.sizeHint();
+  if (b != null) n += b.sizeHint();
+  if (c != null) n += c.sizeHint();
+  return n;
 }
 
 /** Parses a hook's input; null (and an error message in `inputError`) when it is not an object. */
@@ -79,41 +99,57 @@ export function contextOf(input: JSONValue): JSONValue {
 
 /** `http_pre_hook` output. `request` null leaves the request unchanged. */
 export function httpPreOutput(context: JSONValue, request: JSONValue | null): u64 {
-  const out = JSONValue.obj();
-  out.set("context", context);
-  out.set("request", request == null ? JSONValue.null() : request);
-  out.set("response", JSONValue.null());
-  out.set("has_response", JSONValue.bool(false));
-  out.set("error", JSONValue.str(""));
-  return writeJSON(out);
+  const out = new ObjectWriter(outputSize(context, request));
+  out.value("context", context);
+  out.value("request", request);
+  out.value("response", null);
+  out.bool("has_response", false);
+  out.str("error", "");
+  return writeObject(out);
 }
 
 /** `pre_hook` output: continue, with an optionally rewritten request. */
 export function preOutput(context: JSONValue, request: JSONValue | null): u64 {
-  const out = JSONValue.obj();
-  out.set("context", context);
-  out.set("request", request == null ? JSONValue.null() : request);
-  out.set("short_circuit", JSONValue.null());
-  out.set("has_short_circuit", JSONValue.bool(false));
-  out.set("error", JSONValue.str(""));
-  return writeJSON(out);
+  const out = new ObjectWriter(outputSize(context, request));
+  out.value("context", context);
+  out.value("request", request);
+  out.value("short_circuit", null);
+  out.bool("has_short_circuit", false);
+  out.str("error", "");
+  return writeObject(out);
 }
 
 /** `pre_hook` output that answers instead of the provider. */
 export function shortCircuitOutput(context: JSONValue, shortCircuit: JSONValue): u64 {
-  const out = JSONValue.obj();
-  out.set("context", context);
-  out.set("request", JSONValue.null());
-  out.set("short_circuit", shortCircuit);
-  out.set("has_short_circuit", JSONValue.bool(true));
-  out.set("error", JSONValue.str(""));
-  return writeJSON(out);
+  const out = new ObjectWriter(outputSize(context, shortCircuit));
+  out.value("context", context);
+  out.value("request", null);
+  out.value("short_circuit", shortCircuit);
+  out.bool("has_short_circuit", true);
+  out.str("error", "");
+  return writeObject(out);
+}
+
+/** `post_hook` output: the response (or error) as the plugin leaves it. */
+export function postOutput(
+  context: JSONValue,
+  response: JSONValue | null,
+  error: JSONValue | null,
+  hasError: bool,
+): u64 {
+  const out = new ObjectWriter(outputSize(context, response, error));
+  out.value("context", context);
+  out.value("response", response);
+  out.value("error", error);
+  out.bool("has_error", hasError);
+  out.str("hook_error", "");
+  return writeObject(out);
 }
 
 /** Output of any hook that failed: only `error` matters to the host (`hook_error` for post_hook). */
 export function errorOutput(field: string, message: string): u64 {
-  const out = JSONValue.obj();
-  out.set("context", JSONValue.obj());
-  out.set(field, JSONValue.str(message));
-  return writeJSON(out);
+  const out = new ObjectWriter(outputSize(null) + <usize>message.length);
+  out.value("context", JSONValue.obj());
+  out.str(field, message);
+  return writeObject(out);
 }

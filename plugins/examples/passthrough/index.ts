@@ -3,7 +3,7 @@
 // benchmark (crates/causeway-plugins/examples/wasm_hook_bench.rs) measures.
 
 import { JSONValue } from "../lib/json";
-import { contextOf, errorOutput, inputError, parseInput, preOutput, writeJSON, writeOutput } from "../lib/abi";
+import { contextOf, errorOutput, inputError, parseInput, postOutput, preOutput, writeOutput } from "../lib/abi";
 
 export { malloc, free } from "../lib/abi";
 
@@ -31,15 +31,8 @@ export function pre_hook(ptr: u32, len: u32): u64 {
 export function post_hook(ptr: u32, len: u32): u64 {
   const input = parseInput(ptr, len);
   if (input == null) return errorOutput("hook_error", inputError);
-  const out = JSONValue.obj();
-  out.set("context", contextOf(input));
-  const response = input.get("response");
-  const error = input.get("error");
-  out.set("response", response == null ? JSONValue.null() : response);
-  out.set("error", error == null ? JSONValue.null() : error);
-  out.set("has_error", JSONValue.bool(input.getBool("has_error", false)));
-  out.set("hook_error", JSONValue.str(""));
-  return writeJSON(out);
+  const hasError = input.getBool("has_error", false);
+  return postOutput(contextOf(input), input.get("response"), input.get("error"), hasError);
 }
 
 export function cleanup(): i32 {
