@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use serde_json::{Map, Value};
 
 use crate::llm::Usage;
@@ -51,7 +51,7 @@ pub struct RequestContext {
 impl RequestContext {
     pub fn new(request_id: impl Into<String>, headers: HeaderMap) -> Self {
         let key_pin = key_pin(&headers);
-        let trace_context = TraceContext::from_traceparent(header_str(&headers, "traceparent"));
+        let trace_context = TraceContext::from_traceparent(header_str(&headers, &TRACEPARENT));
         RequestContext {
             request_id: request_id.into(),
             started: Instant::now(),
@@ -81,12 +81,17 @@ impl RequestContext {
 }
 
 fn key_pin(headers: &HeaderMap) -> Option<KeyPin> {
-    header_str(headers, "x-bf-api-key-id")
+    header_str(headers, &API_KEY_ID)
         .map(|s| KeyPin::Id(s.to_owned()))
-        .or_else(|| header_str(headers, "x-bf-api-key").map(|s| KeyPin::Name(s.to_owned())))
+        .or_else(|| header_str(headers, &API_KEY_NAME).map(|s| KeyPin::Name(s.to_owned())))
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Looked up on every request: as `HeaderName`s they are not parsed from text each time.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const API_KEY_ID: HeaderName = HeaderName::from_static("x-bf-api-key-id");
+const API_KEY_NAME: HeaderName = HeaderName::from_static("x-bf-api-key");
+
+fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -34,7 +34,13 @@ impl RawObject {
 
     /// Parses a JSON object; any other JSON value is an error.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        // UTF-8 checked once up front: parsing a `str`, serde_json then skips checking each
+        // raw value it copies out. Invalid UTF-8 takes the byte path for serde_json's error
+        // and its position.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(bytes),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -200,8 +206,13 @@ impl<'de> Deserialize<'de> for RawObject {
                 let mut obj = RawObject {
                     fields: Vec::with_capacity(map.size_hint().unwrap_or(8)),
                 };
+                // As `set_raw` (a repeated key keeps its first place, with the last value),
+                // keeping the key the deserializer already allocated.
                 while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                    obj.set_raw(&k, v);
+                    match obj.fields.iter_mut().find(|(key, _)| *key == k) {
+                        Some(slot) => slot.1 = v,
+                        None => obj.fields.push((k, v)),
+                    }
                 }
                 Ok(obj)
             }
@@ -235,6 +246,21 @@ pub fn describe_json_error(err: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_key_keeps_its_first_place_and_its_last_value() {
+        let o = RawObject::from_slice(br#"{"a":1,"b":2,"a":3}"#).unwrap();
+        assert_eq!(o.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(o.get("a").unwrap().get(), "3");
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_with_a_position() {
+        let err = RawObject::from_slice(b"{\"a\":\"\xff\"}").unwrap_err();
+        assert_eq!((err.line(), err.column() > 0), (1, true), "{err}");
+        let ok = RawObject::from_slice("{\"a\":\"h\u{e9}llo\"}".as_bytes()).unwrap();
+        assert_eq!(ok.get("a").unwrap().get(), "\"h\u{e9}llo\"");
+    }
 
     #[test]
     fn round_trips_and_rewrites() {
