@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod error;
+pub mod json_check;
 pub mod llm;
 pub mod raw;
 pub mod record;

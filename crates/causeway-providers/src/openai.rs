@@ -69,7 +69,7 @@ pub async fn execute(
         return Ok(ProviderOutput::Stream(Box::pin(chunks)));
     }
     let bytes = upstream::read_body(endpoint, body, started + endpoint.timeout).await?;
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+    if !causeway_core::json_check::is_json(&bytes) {
         return Err(invalid_upstream_json(&endpoint.provider));
     }
     Ok(ProviderOutput::Complete(bytes))
