@@ -23,8 +23,9 @@ done
 
 bench/setup.sh
 if [ "$build" = 1 ]; then
-  echo "build: causeway and mock-provider (release; waits if another build holds the target dir)"
+  echo "build: causeway, mock-provider and the WASM hook bench (release; waits if another build holds the target dir)"
   CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet -p causeway -p mock-provider
+  CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet -p causeway-plugins --example wasm_hook_bench
 else
   for b in causeway mock-provider; do
     [ -x "$TARGET_DIR/release/$b" ] || { echo "--no-build: $TARGET_DIR/release/$b is missing" >&2; exit 1; }
