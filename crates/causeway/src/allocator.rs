@@ -37,11 +37,13 @@ pub fn describe() -> String {
 /// dirty decay time to 0 and back purges its unused pages at once. (Only 0 purges from a
 /// thread that is not jemalloc's background thread; re-setting the same time would restart
 /// the decay clock and so postpone the background thread's purge instead.)
+/// Settings an operator chose through `_RJEM_MALLOC_CONF` stay as they are: a thread without
+/// a cache is not given one, and an arena that never purges (decay -1) is not purged.
 #[cfg(not(target_env = "msvc"))]
 pub fn release_thread_memory() {
     use tikv_jemalloc_ctl::{Access, AsName};
     let cache = b"thread.tcache.enabled\0".name();
-    if Access::<bool>::write(cache, false).is_ok() {
+    if Access::<bool>::read(cache) == Ok(true) && cache.write(false).is_ok() {
         let _ = cache.write(true);
     }
     let Ok(arena) = Access::<u32>::read(b"thread.arena\0".name()) else {
@@ -49,6 +51,7 @@ pub fn release_thread_memory() {
     };
     let decay = format!("arena.{arena}.dirty_decay_ms\0");
     if let Ok(ms) = Access::<isize>::read(decay.name())
+        && ms > 0
         && decay.name().write(0isize).is_ok()
     {
         let _ = decay.name().write(ms);
@@ -77,6 +80,19 @@ mod tests {
             "{}",
             super::describe()
         );
+    }
+
+    #[test]
+    fn releasing_does_not_give_a_thread_a_cache_it_did_not_have() {
+        std::thread::spawn(|| {
+            let cache = b"thread.tcache.enabled\0".name();
+            cache.write(false).unwrap();
+            super::release_thread_memory();
+            let enabled: bool = cache.read().unwrap();
+            assert!(!enabled, "the release turned the thread cache on");
+        })
+        .join()
+        .unwrap();
     }
 
     // The release leaves the thread with its cache on and its arena's settings as they were
