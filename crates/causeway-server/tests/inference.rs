@@ -773,15 +773,7 @@ async fn serve_threads_serve_requests_streams_and_shut_down() {
         ..MockConfig::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.json"),
-        json!({"providers": {"openai": provider(&m.base_url(), &[("k1", "sk-one-111111111111")])}})
-            .to_string(),
-    )
-    .unwrap();
-    let mut opts = common::options(dir.path().to_path_buf());
-    opts.serve_threads = 2;
+    let (_dir, opts) = common::serve_thread_options(&m.base_url(), 2);
     let gw = causeway_server::Gateway::start(opts).await.unwrap();
     let url = gw.url();
     // Separate clients: separate connections, spread over the threads.
@@ -877,15 +869,7 @@ fn count_quiet_call() {
 async fn a_serve_thread_calls_the_quiet_hook_after_requests_stop_then_stops() {
     use std::sync::atomic::Ordering::SeqCst;
     let m = mock(MockConfig::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.json"),
-        json!({"providers": {"openai": provider(&m.base_url(), &[("k1", "sk-one-111111111111")])}})
-            .to_string(),
-    )
-    .unwrap();
-    let mut opts = common::options(dir.path().to_path_buf());
-    opts.serve_threads = 1;
+    let (_dir, mut opts) = common::serve_thread_options(&m.base_url(), 1);
     opts.on_serve_thread_quiet = Some(count_quiet_call);
     let gw = causeway_server::Gateway::start(opts).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -442,15 +442,7 @@ async fn unsupported_protocol_and_bad_urls_are_400s() {
 async fn an_exporter_created_through_the_api_on_serve_threads_flushes_at_shutdown() {
     let m = MockServer::start(MockConfig::default()).await.unwrap();
     let c = Collector::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.json"),
-        json!({"providers": {"openai": provider(&m.base_url(), &[("k1", "sk-one-111111111111")])}})
-            .to_string(),
-    )
-    .unwrap();
-    let mut opts = common::options(dir.path().to_path_buf());
-    opts.serve_threads = 2;
+    let (_dir, opts) = common::serve_thread_options(&m.base_url(), 2);
     let gw = causeway_server::Gateway::start(opts).await.unwrap();
     let http = reqwest::Client::new();
     let r = http

@@ -114,6 +114,24 @@ pub fn provider(base_url: &str, keys: &[(&str, &str)]) -> Value {
     })
 }
 
+/// Options for a gateway on `serve_threads` serve threads (the binary's way of serving) whose
+/// config.json, in the returned app dir, has one OpenAI provider at `base_url`.
+pub fn serve_thread_options(
+    base_url: &str,
+    serve_threads: usize,
+) -> (tempfile::TempDir, GatewayOptions) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        json!({"providers": {"openai": provider(base_url, &[("k1", "sk-one-111111111111")])}})
+            .to_string(),
+    )
+    .unwrap();
+    let mut opts = options(dir.path().to_path_buf());
+    opts.serve_threads = serve_threads;
+    (dir, opts)
+}
+
 /// Response JSON plus status.
 pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
