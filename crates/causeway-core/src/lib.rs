@@ -1,5 +1,6 @@
 //! Causeway's shared vocabulary: the error envelope, the internal LLM request/response,
-//! the raw JSON object that forwards unknown fields untouched, and the SSE decoder.
+//! the raw JSON object that forwards unknown fields untouched, the JSON validity check of
+//! upstream answers, and the SSE decoder.
 //! No I/O lives here.
 
 pub mod context;
