@@ -173,7 +173,10 @@ impl Pool {
             let reused = lease.sender.is_some();
             let sender = match lease.sender.as_mut() {
                 Some(s) => s,
-                None => lease.sender.insert(self.connect(origin).await?),
+                // Boxed: connecting (TCP, TLS, HTTP handshake) is a large future that most
+                // requests never run, and unboxed it made every send's future that large,
+                // copied each time it is moved (into the timeout, into the caller's state).
+                None => lease.sender.insert(Box::pin(self.connect(origin)).await?),
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
