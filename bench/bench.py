@@ -870,6 +870,15 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{r:,.2f}×" if r < 10 else f"{r:,.0f}×"
 
 
+def unmeasured(section: dict | None) -> str | None:
+    """What a section says instead of its table when the run has no numbers for it."""
+    if not section:
+        return "Not measured in this run."
+    if "error" in section:
+        return f"Failed: {section['error']}"
+    return None
+
+
 def render(res: dict, command: str) -> str:
     cons = res["contenders"]
     present = [n for n in CONTENDERS if n in cons]
@@ -1042,10 +1051,8 @@ def render(res: dict, command: str) -> str:
     # -- WASM hooks
     wh = res.get("wasm_hooks")
     L += ["### WASM plugin hook overhead", ""]
-    if not wh:
-        L.append("Not measured in this run.")
-    elif "error" in wh:
-        L.append(f"Failed: {wh['error']}")
+    if gap := unmeasured(wh):
+        L.append(gap)
     else:
         L += ["What one WebAssembly plugin adds to a request: the plugin chain's pre and post hooks "
               "for a realistic chat request, on one thread, no server involved "
@@ -1059,10 +1066,8 @@ def render(res: dict, command: str) -> str:
     # -- callgrind
     cg = res.get("callgrind")
     L += ["### CPU instructions per request (Causeway, callgrind)", ""]
-    if not cg:
-        L.append("Not measured in this run.")
-    elif "error" in cg:
-        L.append(f"Failed: {cg['error']}")
+    if gap := unmeasured(cg):
+        L.append(gap)
     else:
         L += ["Instructions executed by the whole Causeway process (all threads), counted by "
               f"{cg['valgrind']} over sequential requests after a warm-up, divided by the request "

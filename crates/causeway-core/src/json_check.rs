@@ -17,22 +17,16 @@ fn check(b: &[u8]) -> Option<()> {
     'value: loop {
         i = whitespace(b, i);
         match *b.get(i)? {
-            b'{' => {
+            bracket @ (b'{' | b'[') => {
                 i = whitespace(b, i + 1);
-                if *b.get(i)? == b'}' {
+                let close = if bracket == b'{' { b'}' } else { b']' };
+                if *b.get(i)? == close {
                     i += 1;
                 } else {
-                    open.push(b'{');
-                    i = member_name(b, i)?;
-                    continue 'value;
-                }
-            }
-            b'[' => {
-                i = whitespace(b, i + 1);
-                if *b.get(i)? == b']' {
-                    i += 1;
-                } else {
-                    open.push(b'[');
+                    open.push(bracket);
+                    if bracket == b'{' {
+                        i = member_name(b, i)?;
+                    }
                     continue 'value;
                 }
             }

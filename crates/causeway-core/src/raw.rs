@@ -2,6 +2,7 @@
 //! and rewrite a few top-level fields (`model`, `fallbacks`, `stream`) without parsing or
 //! re-encoding the rest (messages can be megabytes). Unknown fields pass through untouched.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -95,10 +96,16 @@ impl RawObject {
     }
 
     pub fn set_raw(&mut self, key: &str, value: Box<RawValue>) {
-        if let Some(slot) = self.fields.iter_mut().find(|(k, _)| k == key) {
+        self.put(Cow::Borrowed(key), value);
+    }
+
+    /// A repeated key keeps its first place and takes the new value; a new key goes last
+    /// (owned as given: the parser hands over keys it already allocated).
+    fn put(&mut self, key: Cow<'_, str>, value: Box<RawValue>) {
+        if let Some(slot) = self.fields.iter_mut().find(|(k, _)| *k == *key) {
             slot.1 = value;
         } else {
-            self.fields.push((key.to_owned(), value));
+            self.fields.push((key.into_owned(), value));
         }
     }
 
@@ -206,13 +213,8 @@ impl<'de> Deserialize<'de> for RawObject {
                 let mut obj = RawObject {
                     fields: Vec::with_capacity(map.size_hint().unwrap_or(8)),
                 };
-                // As `set_raw` (a repeated key keeps its first place, with the last value),
-                // keeping the key the deserializer already allocated.
                 while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                    match obj.fields.iter_mut().find(|(key, _)| *key == k) {
-                        Some(slot) => slot.1 = v,
-                        None => obj.fields.push((k, v)),
-                    }
+                    obj.put(Cow::Owned(k), v);
                 }
                 Ok(obj)
             }

@@ -57,31 +57,36 @@ impl std::error::Error for PoolError {
     }
 }
 
-/// What connections are pooled by: scheme and authority. Compared and hashed by `key`
-/// (scheme and lower-cased authority, built once per endpoint), as two lookups per request
-/// hashing `Authority` itself (byte by byte, case-folded) cost more than the rest of the pool.
+/// What connections are pooled by: scheme and authority, built once per endpoint and cloned
+/// per request (one reference count). Compared and hashed by `key` (scheme and lower-cased
+/// authority), as two lookups per request hashing `Authority` itself (byte by byte,
+/// case-folded) cost more than the rest of the pool.
 #[derive(Debug, Clone)]
-struct Origin {
-    https: bool,
-    authority: Authority,
-    key: Arc<str>,
+struct Origin(Arc<OriginParts>);
+
+#[derive(Debug)]
+struct OriginParts {
+    key: Box<str>,
+    /// Scheme and authority as a URI, for the connector.
+    uri: Uri,
 }
 
 impl Origin {
-    fn new(https: bool, authority: Authority) -> Self {
-        let scheme = if https { "https://" } else { "http://" };
-        let key = format!("{scheme}{}", authority.as_str().to_ascii_lowercase()).into();
-        Origin {
-            https,
-            authority,
-            key,
-        }
+    fn new(scheme: Scheme, authority: Authority) -> Result<Self, PoolError> {
+        let key = format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()).into();
+        let uri = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(PathAndQuery::from_static("/"))
+            .build()
+            .map_err(|_| PoolError::InvalidUrl)?;
+        Ok(Origin(Arc::new(OriginParts { key, uri })))
     }
 }
 
 impl PartialEq for Origin {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+        self.0.key == other.0.key
     }
 }
 
@@ -89,7 +94,7 @@ impl Eq for Origin {}
 
 impl std::hash::Hash for Origin {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key.hash(state);
+        self.0.key.hash(state);
     }
 }
 
@@ -245,21 +250,11 @@ impl Pool {
     }
 
     async fn connect(&self, origin: &Origin) -> Result<Sender, PoolError> {
-        let uri = Uri::builder()
-            .scheme(if origin.https {
-                Scheme::HTTPS
-            } else {
-                Scheme::HTTP
-            })
-            .authority(origin.authority.clone())
-            .path_and_query(PathAndQuery::from_static("/"))
-            .build()
-            .map_err(|_| PoolError::InvalidUrl)?;
         let io = self
             .shared
             .connector
             .clone()
-            .oneshot(uri)
+            .oneshot(origin.0.uri.clone())
             .await
             .map_err(PoolError::Connect)?;
         let (sender, conn) = http1::handshake(io).await.map_err(PoolError::Send)?;
@@ -426,9 +421,9 @@ impl Upstream {
     /// `base` is an absolute `http`/`https` URL, optionally with a path prefix; no query.
     pub fn parse(base: &str) -> Result<Upstream, PoolError> {
         let uri: Uri = base.parse().map_err(|_| PoolError::InvalidUrl)?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
+        let (scheme, https) = match uri.scheme_str() {
+            Some("https") => (Scheme::HTTPS, true),
+            Some("http") => (Scheme::HTTP, false),
             _ => return Err(PoolError::InvalidUrl),
         };
         let authority = uri.authority().cloned().ok_or(PoolError::InvalidUrl)?;
@@ -445,7 +440,7 @@ impl Upstream {
         }
         .map_err(|_| PoolError::InvalidUrl)?;
         Ok(Upstream {
-            origin: Origin::new(https, authority),
+            origin: Origin::new(scheme, authority)?,
             host,
             prefix: uri.path().trim_end_matches('/').to_owned(),
         })
