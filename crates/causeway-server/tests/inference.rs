@@ -913,3 +913,79 @@ async fn a_serve_thread_calls_the_quiet_hook_after_requests_stop_then_stops() {
     );
     gw.shutdown().await;
 }
+
+/// An upstream that answers every request on every connection with `200` and `body`.
+async fn fixed_upstream(body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    // One request: its head, then as many body bytes as it announces.
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+                    let Some(head_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = text[..head_end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if seen.len() < head_end + 4 + length {
+                        continue;
+                    }
+                    seen.clear();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A complete answer is checked to be JSON before it is passed on: a broken one is a 502 in
+/// the envelope, not garbage handed to the client; a valid one passes byte for byte.
+#[tokio::test]
+async fn an_answer_that_is_not_json_is_a_502_and_a_json_one_passes_unchanged() {
+    let valid = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"caf\u00e9 \"ok\""},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#;
+    let broken: [&'static str; 4] = [
+        r#"{"id":"x","choices":[{"index":0,}]}"#,
+        r#"{"id":"x","choices":[{"message":{"content":"cut off"#,
+        "{\"id\":\"x\",\"content\":\"a raw\ncontrol character\"}",
+        r#"{"id":"x"} trailing"#,
+    ];
+    for (body, want) in std::iter::once((valid, 200)).chain(broken.map(|b| (b, 502))) {
+        let url = fixed_upstream(body).await;
+        let h = Harness::start(Some(json!({"providers": {"openai": provider(
+            &format!("{url}/v1"),
+            &[("k1", "sk-one-111111111111")]
+        )}})))
+        .await;
+        let resp = h.chat("openai/gpt-4o").await;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, want, "{body} -> {text}");
+        if want == 200 {
+            assert_eq!(text, valid);
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["error"]["type"], "invalid_provider_response", "{text}");
+        }
+    }
+}
